@@ -1,0 +1,114 @@
+"""nbmodels: get model files into notebooks — fast, resumable, verified.
+
+    import nbmodels
+    job = nbmodels.download("https://example.org/model.gguf")   # a Job, at once
+    path = nbmodels.resolve("https://example.org/model.gguf")   # blocks; a Path
+
+The public surface is this module (and :mod:`nbmodels.errors`); everything in ``_modules`` is
+private.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from ._engine import get_engine
+from ._job import Job
+from ._options import Options
+from ._progress import FileProgress, JobSnapshot, Progress, Subscriber, format_progress
+from .errors import (
+    AccessError,
+    CanceledError,
+    InsufficientSpaceError,
+    IntegrityError,
+    NbmodelsError,
+    NetworkError,
+    NotFoundError,
+    OfflineError,
+    RefError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessError",
+    "CanceledError",
+    "FileProgress",
+    "InsufficientSpaceError",
+    "IntegrityError",
+    "Job",
+    "JobSnapshot",
+    "NbmodelsError",
+    "NetworkError",
+    "NotFoundError",
+    "OfflineError",
+    "Progress",
+    "RefError",
+    "Subscriber",
+    "__version__",
+    "download",
+    "errors",
+    "format_progress",
+    "history",
+    "jobs",
+    "resolve",
+]
+
+
+def download(ref: str, **options: Any) -> Job:
+    """Start downloading ``ref`` in the background and return its :class:`Job` at once.
+
+    Options (DESIGN §2): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``, ``force``,
+    ``connections``, ``token``, ``offline``, ``display``. Submitting a reference whose job is
+    still running returns that job; a finished file comes back ``already_downloaded``.
+    """
+    opts = Options.create(**options)
+    job = get_engine().submit(ref, opts)
+    if opts.display is not False:
+        _maybe_display(job, opts)
+    return job
+
+
+def resolve(ref: str, **options: Any) -> Path:
+    """Download ``ref`` if needed and return its local path (blocks; shows no widget).
+
+    A fully pinned reference that is already on disk resolves with no network request.
+    """
+    options["display"] = False
+    return download(ref, **options).wait()
+
+
+def jobs() -> list[Job]:
+    """This process's jobs, newest first."""
+    return get_engine().jobs()
+
+
+def history() -> list[Job]:
+    """Jobs of this and earlier sessions, newest first. Jobs of earlier sessions are read-only;
+    ones whose process died mid-way show as ``interrupted`` (submit the reference to resume)."""
+    return get_engine().history()
+
+
+def _maybe_display(job: Job, opts: Options) -> None:
+    """In a notebook kernel, show the job's widget (the notebook layer decides; the core never
+    imports IPython itself)."""
+    import sys
+
+    hook = getattr(sys.modules.get("nbmodels.notebook"), "auto_display", None)
+    if hook is not None:
+        hook(job, explicit=opts.display is True)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbmodels``."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)

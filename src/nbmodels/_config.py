@@ -1,0 +1,69 @@
+"""Where nbmodels keeps its own things, and the tunables of the network layer.
+
+Everything is read at call time (not import time) so tests and notebooks can change the
+environment while a process runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["Settings", "env_flag", "nbmodels_home"]
+
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def env_flag(name: str) -> bool:
+    """huggingface_hub's convention: 1/ON/YES/TRUE in any case mean true."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def nbmodels_home() -> Path:
+    """``$NBMODELS_HOME`` or the user cache dir (e.g. ``~/.cache/nbmodels``)."""
+    env = os.environ.get("NBMODELS_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("nbmodels", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Network and engine tunables. Tests shorten the waits; users rarely need to touch these."""
+
+    max_concurrent_jobs: int = 3
+    connect_timeout: float = 15.0
+    #: A read that receives nothing for this long fails the attempt (and is retried).
+    read_timeout: float = 30.0
+    max_redirects: int = 10
+    #: Consecutive failed attempts without new bytes before giving up.
+    max_attempts: int = 8
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    #: Largest Retry-After we honour; longer asks wait this long.
+    retry_after_cap: float = 60.0
+    #: How often the partial file's state is made durable while bytes arrive.
+    checkpoint_interval: float = 2.0
+    #: Progress events per second per job, at most.
+    progress_interval: float = 0.25
+    #: Free space kept beyond the file itself.
+    space_margin: int = 16 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Defaults, with a few overrides for tests and slow links (``NBMODELS_*`` variables)."""
+        kwargs: dict[str, float | int] = {}
+        for name, key, cast in (
+            ("NBMODELS_MAX_JOBS", "max_concurrent_jobs", int),
+            ("NBMODELS_READ_TIMEOUT", "read_timeout", float),
+            ("NBMODELS_CONNECT_TIMEOUT", "connect_timeout", float),
+            ("NBMODELS_BACKOFF_BASE", "backoff_base", float),
+            ("NBMODELS_MAX_ATTEMPTS", "max_attempts", int),
+        ):
+            raw = os.environ.get(name)
+            if raw:
+                kwargs[key] = cast(raw)
+        return cls(**kwargs)  # type: ignore[arg-type]

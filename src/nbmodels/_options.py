@@ -1,0 +1,121 @@
+"""The download options, shared by the API, the magic and the CLI (DESIGN §2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import NbmodelsError
+
+__all__ = ["OPTION_NAMES", "Options"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+MAX_CONNECTIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Validated options of one download. ``token`` never appears in ``repr`` or records."""
+
+    dir: Path | None = None
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    sha256: str | None = None
+    force: bool = False
+    connections: int | None = None
+    token: str | bool | None = field(default=None, repr=False)
+    offline: bool = False
+    display: bool | None = None
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> Options:
+        """Build from user input, raising a clear ``ValueError`` for anything malformed."""
+        unknown = set(kwargs) - set(OPTION_NAMES)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s): {', '.join(sorted(unknown))}; "
+                f"the options are: {', '.join(OPTION_NAMES)}"
+            )
+        opts = cls()
+        values: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if value is None and key not in ("token", "display"):
+                continue
+            values[key] = _normalize(key, value)
+        return replace(opts, **values)
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-safe description for the registry: no secrets (only whether a token was set)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "token":
+                if value is False:
+                    out["token"] = False
+                continue
+            if f.name == "display" or value in (None, (), False):
+                continue
+            out[f.name] = str(value) if isinstance(value, Path) else (
+                list(value) if isinstance(value, tuple) else value
+            )
+        return out
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> Options:
+        known = {k: v for k, v in data.items() if k in OPTION_NAMES}
+        return cls.create(**known)
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Options))
+
+
+def _patterns(value: str | Iterable[str]) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"include/exclude patterns must be non-empty strings, got {item!r}")
+        out.extend(p.strip() for p in item.split(",") if p.strip())
+    return tuple(out)
+
+
+def _normalize(key: str, value: Any) -> Any:
+    if key == "dir":
+        return Path(value).expanduser()
+    if key == "revision":
+        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"revision must be a branch, tag or commit name, got {value!r}")
+        return value
+    if key in ("include", "exclude"):
+        return _patterns(value)
+    if key == "sha256":
+        digest = str(value).strip().lower()
+        digest = digest.removeprefix("sha256:")
+        if not _HEX64.fullmatch(digest):
+            raise ValueError(
+                "sha256 must be 64 hexadecimal digits (optionally prefixed 'sha256:'), "
+                f"got {str(value)[:80]!r}"
+            )
+        return digest
+    if key in ("force", "offline"):
+        return bool(value)
+    if key == "connections":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"connections must be a whole number, got {value!r}")
+        n = int(value)
+        if not 1 <= n <= MAX_CONNECTIONS:
+            raise ValueError(f"connections must be between 1 and {MAX_CONNECTIONS}, got {n}")
+        return n
+    if key == "token":
+        if value is None or value is False or value is True:
+            return value
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("token must be a string, False (send none) or None (automatic)")
+        return value.strip()
+    if key == "display":
+        return None if value is None else bool(value)
+    raise NbmodelsError(f"unhandled option {key}")  # pragma: no cover - guarded by create()

@@ -1,0 +1,64 @@
+"""Turning untrusted names into paths (DESIGN §5 point 4).
+
+Every name that came from a server or a user (URL path segments, repo file paths,
+``Content-Disposition``, commit hashes) passes through here before it touches the filesystem.
+Containment is checked on resolved paths, never with string prefixes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+__all__ = ["UnsafePathError", "contained", "safe_filename", "safe_relpath"]
+
+_MAX_NAME_BYTES = 255
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+class UnsafePathError(ValueError):
+    """A name that must not become a path."""
+
+
+def safe_filename(name: str) -> str:
+    """Validate a single path component; raise :class:`UnsafePathError` when unusable."""
+    if not name or name in (".", ".."):
+        raise UnsafePathError(f"unusable file name {name!r}")
+    if "/" in name or "\\" in name:
+        raise UnsafePathError(f"file name {name[:80]!r} contains a path separator")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise UnsafePathError(f"file name {name[:80]!r} contains control characters")
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+        raise UnsafePathError(f"file name {name[:40]!r}… is longer than {_MAX_NAME_BYTES} bytes")
+    if name != name.strip():
+        raise UnsafePathError(f"file name {name[:80]!r} starts or ends with white space")
+    return name
+
+
+def safe_relpath(path: str) -> str:
+    """Validate a '/'-separated relative path (e.g. a file in a repo), component by component."""
+    if not path or path.startswith("/"):
+        raise UnsafePathError(f"unusable relative path {path[:80]!r}")
+    for part in path.split("/"):
+        safe_filename(part)
+    return path
+
+
+def safe_commit(commit: str) -> str:
+    if not _HEX40.fullmatch(commit):
+        raise UnsafePathError(f"not a 40-hex commit hash: {commit[:60]!r}")
+    return commit
+
+
+def contained(base: Path, relative: str) -> Path:
+    """``base / relative`` after checking, on resolved paths, that it stays inside ``base``."""
+    safe_relpath(relative)
+    candidate = base / relative
+    root = base.resolve()
+    # Resolve the parent (the file itself may not exist yet, or may be a planted symlink that
+    # the publish step will replace rather than follow).
+    parent = candidate.parent.resolve()
+    if parent != root and not parent.is_relative_to(root):
+        raise UnsafePathError(f"{relative[:80]!r} escapes {base}")
+    return parent / candidate.name

@@ -1,0 +1,6 @@
+"""Reference -> plan: which files to fetch, from where, to which paths."""
+
+from ._base import Plan, PlannedFile, SourceContext
+from ._url import plan_url
+
+__all__ = ["Plan", "PlannedFile", "SourceContext", "plan_url"]

@@ -1,0 +1,208 @@
+"""HTTP for transfers: one client, manual redirects with origin-bound credentials, status
+classification, Retry-After and backoff (DESIGN §5 points 5, 6, 7).
+
+httpx2 exceptions are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx2
+
+from .._config import Settings
+from .._redact import redact_text, redact_url
+from ..errors import AccessError, NetworkError, NotFoundError
+
+__all__ = [
+    "Credential",
+    "RetryableError",
+    "backoff_delay",
+    "make_client",
+    "open_stream",
+    "origin_of",
+    "parse_retry_after",
+]
+
+Origin = tuple[str, str, int]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> Origin:
+    """(scheme, host, port) with default ports filled in; raises ValueError for non-http(s)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"only http and https URLs are supported, not {scheme or 'no scheme'!r}")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError("URL has no host")
+    return scheme, host, parts.port or _DEFAULT_PORTS[scheme]
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A bearer token that may be sent to exactly one origin."""
+
+    token: str
+    origin: Origin
+
+    def __repr__(self) -> str:
+        return f"Credential(origin={self.origin!r}, token=<hidden>)"
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        try:
+            ok = origin_of(url) == self.origin
+        except ValueError:
+            ok = False
+        return {"Authorization": f"Bearer {self.token}"} if ok else {}
+
+
+class RetryableError(Exception):
+    """A failed attempt worth repeating (transport error, 408/429/5xx, truncated body)."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def make_client(settings: Settings) -> httpx2.AsyncClient:
+    timeout = httpx2.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.read_timeout,
+        pool=None,
+    )
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=32)
+    return httpx2.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        headers={"User-Agent": "nbmodels/0.1", "Accept-Encoding": "identity"},
+    )
+
+
+def parse_retry_after(value: str | None, *, cap: float, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    delay = when.timestamp() - (time.time() if now is None else now)
+    return min(max(delay, 0.0), cap)
+
+
+def backoff_delay(attempt: int, settings: Settings, retry_after: float | None = None) -> float:
+    """Capped exponential backoff with full jitter; a server's Retry-After wins when given."""
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(settings.backoff_cap, settings.backoff_base * (2 ** max(0, attempt - 1)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _error_detail(response: httpx2.Response) -> str:
+    code = response.headers.get("X-Error-Code")
+    msg = response.headers.get("X-Error-Message")
+    detail = ": ".join(x for x in (code, msg) if x)
+    return redact_text(detail)[:300]
+
+
+def classify(response: httpx2.Response, url: str, settings: Settings) -> Exception:
+    """The error for a non-success status (the caller raises it)."""
+    status = response.status_code
+    shown = redact_url(url)
+    detail = _error_detail(response)
+    suffix = f" ({detail})" if detail else ""
+    if status in (408, 429) or 500 <= status <= 599:
+        wait = parse_retry_after(response.headers.get("Retry-After"), cap=settings.retry_after_cap)
+        return RetryableError(f"HTTP {status} from {shown}{suffix}", retry_after=wait)
+    if status == 404 or status == 410:
+        return NotFoundError(
+            f"{shown} answered {status} Not Found{suffix}.",
+            hint="Check the URL (or the repository, revision and file name).",
+        )
+    if status in (401, 403):
+        return AccessError(
+            f"{shown} answered {status}: access denied{suffix}.",
+            hint="If the file needs credentials, pass a token or download it in a browser first.",
+        )
+    return NetworkError(f"{shown} answered HTTP {status}{suffix}; not retrying a client error.")
+
+
+@asynccontextmanager
+async def open_stream(
+    client: httpx2.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    settings: Settings,
+    credential: Credential | None = None,
+    method: str = "GET",
+    passthrough: frozenset[int] = frozenset(),
+) -> AsyncIterator[tuple[httpx2.Response, str]]:
+    """Send a request, following redirects by hand; yield (open response, final URL).
+
+    Every hop must be http(s); a hop to another origin never carries the credential, and an
+    https -> http downgrade is refused outright. Non-2xx answers are raised as nbmodels errors
+    or :class:`RetryableError`; 3xx beyond ``settings.max_redirects`` is a NetworkError.
+    """
+    current = url
+    start_scheme = urlsplit(url).scheme.lower()
+    for _hop in range(settings.max_redirects + 1):
+        try:
+            origin_of(current)
+        except ValueError as exc:
+            raise NetworkError(
+                f"Refusing to fetch {redact_url(current)}: {exc}."
+            ) from exc
+        req_headers = dict(headers)
+        if credential is not None:
+            req_headers.update(credential.headers_for(current))
+        request = client.build_request(method, current, headers=req_headers)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx2.TimeoutException as exc:
+            raise RetryableError(f"timed out talking to {redact_url(current)}") from exc
+        except httpx2.TransportError as exc:
+            raise RetryableError(
+                f"connection to {redact_url(current)} failed: {type(exc).__name__}"
+            ) from exc
+        try:
+            if response.is_redirect:
+                location = response.headers.get("Location", "").strip()
+                if not location:
+                    raise NetworkError(
+                        f"{redact_url(current)} answered {response.status_code} without a Location."
+                    )
+                nxt = urljoin(current, location)
+                scheme = urlsplit(nxt).scheme.lower()
+                if start_scheme == "https" and scheme == "http":
+                    raise NetworkError(
+                        f"{redact_url(current)} redirected from https to plain http "
+                        f"({redact_url(nxt)}); refusing the downgrade."
+                    )
+                current = nxt
+                continue
+            status = response.status_code
+            if (status >= 400 or status < 200) and status not in passthrough:
+                raise classify(response, current, settings)
+            yield response, current
+            return
+        finally:
+            await response.aclose()
+    raise NetworkError(
+        f"Too many redirects (more than {settings.max_redirects}) starting at {redact_url(url)}."
+    )

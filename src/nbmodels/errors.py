@@ -1,0 +1,121 @@
+"""The errors nbmodels raises.
+
+Every error says what happened and what to do next. The tree::
+
+    NbmodelsError
+    ├── RefError                 (also ValueError)  the reference string is malformed
+    ├── NotFoundError                                repo / revision / file / quant / URL absent
+    ├── AccessError                                  gated or private: accept terms / set a token
+    ├── IntegrityError                               size or digest mismatch: expected vs actual
+    ├── InsufficientSpaceError   (also OSError)      not enough free disk space: needed vs available
+    ├── NetworkError                                 gave up after retries: says what was tried
+    ├── OfflineError                                 offline and the file is not on disk
+    └── CanceledError                                the job was canceled
+
+Third-party exceptions (httpx2, huggingface_hub, OSError) are translated at the one place where
+they are caught, with ``raise ... from exc``. No message ever contains a token or the query string
+of a URL: use :func:`nbmodels._redact.redact_url` before putting a URL into a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AccessError",
+    "CanceledError",
+    "InsufficientSpaceError",
+    "IntegrityError",
+    "NbmodelsError",
+    "NetworkError",
+    "NotFoundError",
+    "OfflineError",
+    "RefError",
+]
+
+
+class NbmodelsError(Exception):
+    """Base class of every nbmodels error.
+
+    ``str(err)`` is the one-line message (fact and next step); ``err.hint`` is the next step alone
+    when there is one.
+    """
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.fact = message
+        if hint is not None:
+            self.hint = hint
+        full = message if not self.hint else f"{message} {self.hint}"
+        super().__init__(full)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class RefError(NbmodelsError, ValueError):
+    """The reference string does not have one of the accepted forms."""
+
+
+class NotFoundError(NbmodelsError):
+    """The repository, revision, file, quant or URL does not exist.
+
+    ``candidates`` lists what does exist when that is known (e.g. the quants of a repo).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        candidates: Sequence[str] = (),
+        hint: str | None = None,
+    ) -> None:
+        self.candidates: tuple[str, ...] = tuple(candidates)
+        super().__init__(message, hint=hint)
+
+
+class AccessError(NbmodelsError):
+    """The resource is gated or private and the credentials do not grant access."""
+
+
+class IntegrityError(NbmodelsError):
+    """What arrived is not what was expected (size or digest). Nothing was published."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str | int | None = None,
+        actual: str | int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, hint=hint)
+
+
+class InsufficientSpaceError(NbmodelsError, OSError):
+    """Not enough free space where the file must go."""
+
+    def __init__(self, message: str, *, needed: int, available: int, path: str) -> None:
+        self.needed = needed
+        self.available = available
+        self.path = path
+        NbmodelsError.__init__(self, message)
+
+    def __str__(self) -> str:  # OSError.__str__ would print errno-style text
+        return self.args[0] if self.args else ""
+
+
+class NetworkError(NbmodelsError):
+    """The server could not be reached or kept failing after retries."""
+
+
+class OfflineError(NbmodelsError):
+    """Offline mode (``offline=True`` or ``HF_HUB_OFFLINE=1``) and the file is not on disk."""
+
+
+class CanceledError(NbmodelsError):
+    """The job was canceled; its partial data was discarded."""
