@@ -49,6 +49,8 @@ class Settings:
     checkpoint_interval: float = 2.0
     #: Progress events per second per job, at most.
     progress_interval: float = 0.25
+    #: A transfer that receives nothing for this long shows as stalled (0 B/s).
+    stall_after: float = 5.0
     #: Free space kept beyond the file itself.
     space_margin: int = 16 * 1024 * 1024
 

@@ -159,7 +159,9 @@ class Engine:
                 if existing.status == "paused":
                     existing.resume()
                 return existing
-            job = Job(self, ref, options, job_id=uuid.uuid4().hex[:12], key=key)
+            shown = redact_url(ref) if "://" in ref else ref
+            job = Job(self, shown, options, job_id=uuid.uuid4().hex[:12], key=key)
+            job._source = ref  # may carry a signed query string: never shown or stored
             self._active[key] = job
             self._jobs.append(job)
         self.record(job, created=True)
@@ -192,7 +194,7 @@ class Engine:
         snap = job.snapshot()
         fields: dict[str, Any] = {
             "id": job.id,
-            "ref": redact_url(job.ref) if "://" in job.ref else job.ref,
+            "ref": job.ref,
             "status": snap.status,
             "total_bytes": snap.progress.total_bytes,
             "downloaded_bytes": snap.progress.downloaded_bytes,
@@ -284,7 +286,13 @@ class Engine:
             job._path = plan.primary
             job._paths = [f.path for f in plan.files]
             job._files = [
-                _FileState(f.name, f.path, f.size, "already_downloaded" if f.present else "queued")
+                _FileState(
+                    f.name,
+                    f.path,
+                    f.size,
+                    "already_downloaded" if f.present else "queued",
+                    self.settings.stall_after,
+                )
                 for f in plan.files
             ]
             todo = [(f, state) for f, state in zip(plan.files, job._files, strict=True)
@@ -320,7 +328,7 @@ class Engine:
         options = job.options
         if not options.offline and env_flag("HF_HUB_OFFLINE"):
             options = Options.create(**{**_plain(options), "offline": True})
-        ref = job.ref
+        ref = job._source
         if ref.lower().startswith(("http://", "https://")):
             return await asyncio.to_thread(plan_url, ref, options)
         raise RefError(
@@ -408,7 +416,9 @@ class Engine:
 
 
 def _lock_path(target: Path) -> Path:
-    return partial_paths(target)[0].with_suffix(".lock")
+    """Where the cross-process lock of a non-cache target lives (Hub cache blobs use
+    huggingface_hub's own lock paths, passed in ``FileSpec.lock_path``)."""
+    return target.parent / ".nbmodels" / f"{target.name}.lock"
 
 
 @contextlib.asynccontextmanager

@@ -48,14 +48,16 @@ class _FileState:
         "downloaded", "error", "meter", "name", "path", "status", "target", "total", "touched",
     )
 
-    def __init__(self, name: str, path: Path, total: int | None, status: str) -> None:
+    def __init__(
+        self, name: str, path: Path, total: int | None, status: str, stall_after: float = 5.0
+    ) -> None:
         self.name = name
         self.path = path
         self.total = total
         self.downloaded = (total or 0) if status == "already_downloaded" else 0
         self.status = status
         self.error: str | None = None
-        self.meter = SpeedMeter()
+        self.meter = SpeedMeter(stall_after=stall_after)
         self.touched = False
         self.target: Path | None = None
 
@@ -90,6 +92,7 @@ class Job:
     ) -> None:
         self.id = job_id
         self.ref = ref
+        self._source = ref
         self.options = options
         self._engine = engine
         self._key = key
@@ -105,7 +108,7 @@ class Job:
         self._status = "queued"
         # Loop-thread state.
         self._files: list[_FileState] = []
-        self._meter = SpeedMeter()
+        self._meter = SpeedMeter(stall_after=engine.settings.stall_after if engine else 5.0)
         self._stop: str | None = None
         self._attempt: asyncio.Task[None] | None = None
         self._resume_event: asyncio.Event | None = None

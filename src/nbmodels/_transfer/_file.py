@@ -36,6 +36,8 @@ __all__ = ["FileSpec", "FileTransfer", "TransferResult"]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _READ_CHUNK = 1 << 20
+#: The one place bytes hit the disk (tests replace it to simulate a full disk).
+_pwrite = os.pwrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,9 +283,11 @@ class FileTransfer:
         self._on_progress(0, self.size)
 
     def _check_space(self, extra_needed: int | None = None) -> None:
-        if self.size is None:
-            return
-        needed = self.size - self.state.done.covered if extra_needed is None else extra_needed
+        if extra_needed is None:
+            if self.size is None:
+                return
+            extra_needed = self.size - self.state.done.covered
+        needed = extra_needed
         if needed <= 0:
             return
         available = shutil.disk_usage(self.part_path.parent).free
@@ -384,6 +388,8 @@ class FileTransfer:
             if match is None:
                 raise RetryableError(f"{shown} answered 206 without a valid Content-Range")
             first, last, total = (int(g) for g in match.groups())
+            if self.size is None:
+                self._check_space(total - self.state.done.covered)
             if self.size is not None and total != self.size:
                 if self.spec.size is not None and part.start == 0:
                     raise _size_error(self.spec, total)
@@ -400,7 +406,6 @@ class FileTransfer:
                 raise RetryableError(f"{shown} sent a Content-Length that contradicts its range")
             if self.size is None:
                 self.size = total
-                self._check_space()
             if self.state.validator is None:
                 if part.start > 0:
                     raise _Restart("the server offers no validator to prove the bytes match")
@@ -444,7 +449,7 @@ class FileTransfer:
                     if n == 0:
                         break
                 try:
-                    written = os.pwrite(fd, chunk, part.pos)
+                    written = _pwrite(fd, chunk, part.pos)
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         remaining = (self.size or part.pos + n) - self.downloaded

@@ -1,0 +1,75 @@
+"""Shared fixtures: an isolated NBMODELS_HOME and engine per test, and the fault server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nbmodels import _engine
+from nbmodels._config import Settings
+from tests.faultserver import FaultServer
+
+#: Short waits so failure paths finish quickly; nothing here makes a test depend on speed.
+FAST = Settings(
+    connect_timeout=5.0,
+    read_timeout=2.0,
+    backoff_base=0.05,
+    backoff_cap=0.2,
+    retry_after_cap=5.0,
+    max_attempts=4,
+    checkpoint_interval=0.05,
+    progress_interval=0.05,
+    stall_after=0.5,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test gets its own NBMODELS_HOME and HF cache, and no tokens from the machine."""
+    monkeypatch.setenv("NBMODELS_HOME", str(tmp_path / "nbhome"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    yield
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return FAST
+
+
+@pytest.fixture
+def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
+    """A fresh engine, installed as the process-wide one for the test."""
+    eng = _engine.Engine(settings, home=Path(os.environ["NBMODELS_HOME"]))
+    previous = _engine.set_engine(eng)
+    try:
+        yield eng
+    finally:
+        eng.close()
+        _engine.set_engine(previous)
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer() as srv:
+        yield srv
+
+
+def payload(size: int, seed: int = 1) -> bytes:
+    """Deterministic bytes that differ at every offset (so a splice is always visible)."""
+    import hashlib
+
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(b"%d:%d" % (seed, counter)).digest()
+        counter += 1
+    return bytes(out[:size])
