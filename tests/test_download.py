@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_server_that_ignores_range_restarts_from_zero_never_appends(
     assert reqs[1].range == f"bytes=2000000-{SIZE - 1}" and reqs[1].status == 200
     # Progress rolled back visibly when the restart began.
     seen = [s.progress.downloaded_bytes for s in rec.snaps]
-    assert any(b < a for a, b in zip(seen, seen[1:], strict=False)) or max(seen) == SIZE
+    assert any(b < a for a, b in itertools.pairwise(seen)) or max(seen) == SIZE
 
 
 def test_changed_remote_file_is_never_spliced(
@@ -150,7 +151,9 @@ def test_sha256_mismatch_publishes_nothing(
     assert _leftovers(out) == []  # corrupt bytes are not kept for a resume
 
 
-def test_correct_sha256_verifies(engine: _engine.Engine, server: FaultServer, tmp_path: Path) -> None:
+def test_correct_sha256_verifies(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
     data = payload(SIZE)
     server.add_file("m.bin", data)
     server.add_fault("m.bin", Fault.drop(after=700_000))
@@ -172,7 +175,9 @@ def test_retries_transient_statuses_honouring_retry_after_seconds(
     assert second.time - first.time >= 0.9  # waited as asked, not the 0.05 s backoff
 
 
-def test_retry_after_as_http_date(engine: _engine.Engine, server: FaultServer, tmp_path: Path) -> None:
+def test_retry_after_as_http_date(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
     server.add_file("m.bin", b"x" * 1000)
     server.add_fault("m.bin", Fault.error(503, retry_after=http_date(from_now=2)))
     _download(server, "m.bin", tmp_path).wait(30)
@@ -239,13 +244,19 @@ def test_redirects_are_followed_and_capped(
     data = payload(10_000)
     server.add_file("m.bin", data)
     server.add_redirect("/a/m.bin", server.url("m.bin"))
-    assert nbmodels.download(server.base_url + "/a/m.bin", dir=tmp_path / "o").wait(30).read_bytes() == data
+    assert (
+        nbmodels.download(server.base_url + "/a/m.bin", dir=tmp_path / "o").wait(30).read_bytes()
+        == data
+    )
     server.add_redirect("/loop1/x.bin", server.base_url + "/loop2/x.bin")
     server.add_redirect("/loop2/x.bin", server.base_url + "/loop1/x.bin")
     job = nbmodels.download(server.base_url + "/loop1/x.bin", dir=tmp_path / "o")
     with pytest.raises(nbmodels.NetworkError, match="Too many redirects"):
         job.wait(30)
-    assert len([r for r in server.log if r.path.startswith("/loop")]) == engine.settings.max_redirects + 1
+    assert (
+        len([r for r in server.log if r.path.startswith("/loop")])
+        == engine.settings.max_redirects + 1
+    )
 
 
 @pytest.mark.parametrize("location", ["ftp://127.0.0.1/x.bin", "file:///etc/passwd"])
@@ -258,7 +269,9 @@ def test_redirect_to_other_schemes_is_refused(
         job.wait(30)
 
 
-def test_compressed_body_is_refused(engine: _engine.Engine, server: FaultServer, tmp_path: Path) -> None:
+def test_compressed_body_is_refused(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
     server.add_file("m.bin", payload(50_000))
     server.add_fault("m.bin", Fault.gzipped())
     job = _download(server, "m.bin", tmp_path)

@@ -103,12 +103,16 @@ def _maybe_display(job: Job, opts: Options) -> None:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbmodels``."""
-    from .notebook import load_ipython_extension as load
+    from .notebook import (  # type: ignore[import-not-found,unused-ignore]
+        load_ipython_extension as load,
+    )
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .notebook import unload_ipython_extension as unload
+    from .notebook import (  # type: ignore[import-not-found,unused-ignore]
+        unload_ipython_extension as unload,
+    )
 
     unload(ipython)

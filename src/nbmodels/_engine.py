@@ -31,7 +31,7 @@ from ._progress import INTERRUPTED
 from ._redact import redact_text, redact_url
 from ._registry import Registry
 from ._sources import Plan, PlannedFile, plan_url
-from ._transfer import FileTransfer, PartialState, make_client, partial_paths
+from ._transfer import FileTransfer, PartialState, make_client
 from .errors import CanceledError, NbmodelsError, RefError
 
 __all__ = ["Engine", "get_engine", "set_engine"]
@@ -140,7 +140,7 @@ class Engine:
         def run() -> None:
             try:
                 fut.set_result(fn())
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 fut.set_exception(exc)
 
         loop.call_soon_threadsafe(run)
@@ -235,17 +235,16 @@ class Engine:
                 job._attempt = attempt
                 await asyncio.wait({attempt})
                 job._attempt = None
-                if attempt.cancelled() or job._stop is not None and not job.done:
-                    stop = job._stop
-                    job._stop = None
+                if attempt.cancelled() or (job._stop is not None and not job.done):
+                    stop = job._take_stop()
                     if stop == "pause":
                         job._set_status("paused")
                         job._resume_event.clear()
                         await job._resume_event.wait()
-                        if job._stop is None:
+                        stop = job._take_stop()
+                        if stop is None:
                             job._set_status("queued")
                             continue
-                        stop = job._stop
                     if stop == "cancel":
                         await self._discard(job)
                         job._error = CanceledError(
@@ -256,8 +255,7 @@ class Engine:
                         return
                     # shutdown (or an unexplained cancel): keep the partial data for later.
                     job._error = NbmodelsError(
-                        "The Python process stopped while this job ran; its partial data was "
-                        "kept.",
+                        "The Python process stopped while this job ran; its partial data was kept.",
                         hint="Submit the same reference again to resume.",
                     )
                     job._set_status(INTERRUPTED)
@@ -295,8 +293,9 @@ class Engine:
                 )
                 for f in plan.files
             ]
-            todo = [(f, state) for f, state in zip(plan.files, job._files, strict=True)
-                    if not f.present]
+            todo = [
+                (f, state) for f, state in zip(plan.files, job._files, strict=True) if not f.present
+            ]
             if todo:
                 job._set_status("downloading")
                 ticker = asyncio.get_running_loop().create_task(self._tick(job))
@@ -318,9 +317,11 @@ class Engine:
                         await ticker
             if plan.finish is not None:
                 await asyncio.to_thread(plan.finish)
-            final = "completed" if job._transferred or any(
-                f.status == "completed" for f in job._files
-            ) else "already_downloaded"
+            final = (
+                "completed"
+                if job._transferred or any(f.status == "completed" for f in job._files)
+                else "already_downloaded"
+            )
             job._set_status(final)
             job._future.set_result(plan.primary)
 
@@ -529,4 +530,3 @@ def set_engine(engine: Engine | None) -> Engine | None:
     with _default_lock:
         previous, _default = _default, engine
         return previous
-

@@ -45,7 +45,15 @@ class _FileState:
     """Loop-thread-only bookkeeping of one file of a job."""
 
     __slots__ = (
-        "downloaded", "error", "meter", "name", "path", "status", "target", "total", "touched",
+        "downloaded",
+        "error",
+        "meter",
+        "name",
+        "path",
+        "status",
+        "target",
+        "total",
+        "touched",
     )
 
     def __init__(
@@ -114,7 +122,11 @@ class Job:
         self._resume_event: asyncio.Event | None = None
         self._transferred = 0
         self._snapshot = JobSnapshot(
-            job_id=self.id, ref=ref, status="queued", progress=Progress(), created_at=self._created_at
+            job_id=self.id,
+            ref=ref,
+            status="queued",
+            progress=Progress(),
+            created_at=self._created_at,
         )
         if record is not None:
             self._load_record(record)
@@ -174,7 +186,7 @@ class Job:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         """In a notebook, a Job displays as its live widget (the notebook layer, loaded lazily)."""
         try:
-            from .notebook import job_mimebundle  # type: ignore[attr-defined]
+            from .notebook import job_mimebundle  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             return {"text/plain": repr(self)}
         bundle: dict[str, Any] | None = job_mimebundle(self, **kwargs)
@@ -268,6 +280,11 @@ class Job:
 
     # -- engine side (loop thread) -------------------------------------------------------------
 
+    def _take_stop(self) -> str | None:
+        """The pending stop request (pause / cancel / shutdown), cleared."""
+        stop, self._stop = self._stop, None
+        return stop
+
     def _pause_in_loop(self) -> bool:
         if self._snapshot.done or self._status == "paused" or self._stop is not None:
             return False
@@ -309,8 +326,10 @@ class Job:
         files = tuple(f.progress() for f in self._files)
         downloaded = sum(f.downloaded for f in self._files)
         totals = [f.total for f in self._files]
-        total = None if not totals or any(t is None for t in totals) else sum(
-            t for t in totals if t is not None
+        total = (
+            None
+            if not totals or any(t is None for t in totals)
+            else sum(t for t in totals if t is not None)
         )
         if self._status == "downloading":
             progress = self._meter.snapshot(downloaded, total)

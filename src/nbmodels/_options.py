@@ -59,8 +59,10 @@ class Options:
                 continue
             if f.name == "display" or value in (None, (), False):
                 continue
-            out[f.name] = str(value) if isinstance(value, Path) else (
-                list(value) if isinstance(value, tuple) else value
+            out[f.name] = (
+                str(value)
+                if isinstance(value, Path)
+                else (list(value) if isinstance(value, tuple) else value)
             )
         return out
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -26,10 +27,8 @@ from typing import Any
 from ._progress import ACTIVE_STATUSES, INTERRUPTED
 from ._redact import redact_text
 
-try:
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["JobRecord", "Lease", "Registry"]
 
@@ -97,7 +96,7 @@ class Lease:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / f"{self.owner}.lock"
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        if fcntl is not None:
+        if sys.platform != "win32":
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self) -> None:
@@ -111,7 +110,7 @@ class Lease:
     def alive(run_dir: Path, owner: str, pid: int) -> bool:
         """Is the process that wrote ``owner`` rows still running?"""
         path = run_dir / f"{owner}.lock"
-        if fcntl is None:  # pragma: no cover - Windows: best effort by pid
+        if sys.platform == "win32":  # pragma: no cover - best effort by pid
             try:
                 os.kill(pid, 0)
             except OSError:
@@ -210,9 +209,9 @@ class Registry:
             out.append(JobRecord(**data))
         if dead_ids:
             with self._locked() as conn:
+                marks = ", ".join("?" for _ in ACTIVE_STATUSES)
                 conn.executemany(
-                    "UPDATE jobs SET status=? WHERE id=? AND status IN (%s)"  # noqa: S608
-                    % ", ".join("?" for _ in ACTIVE_STATUSES),
+                    f"UPDATE jobs SET status=? WHERE id=? AND status IN ({marks})",  # noqa: S608
                     [(INTERRUPTED, i, *ACTIVE_STATUSES) for i in dead_ids],
                 )
         return out

@@ -1,4 +1,4 @@
-"""Plain ``http(s)://`` URLs: a single file into ``dir`` (default ``$NBMODELS_HOME/downloads/<host>``).
+"""Plain ``http(s)://`` URLs: one file into ``dir`` (default ``$NBMODELS_HOME/downloads/<host>``).
 
 A small completion record (``<dir>/.nbmodels/<name>.json``) remembers which URL a finished file
 came from, its size, validator and digest, so asking again costs no network at all.

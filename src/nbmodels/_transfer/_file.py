@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import httpx2
 
 from .._config import Settings
@@ -187,10 +188,10 @@ class FileTransfer:
             self._on_progress(self.downloaded, self.size)
             await self._transfer_all()
             self._on_status("verifying")
-            self._check_complete()
+            size = self._check_complete()
             # The hash catch-up reads from a duplicate descriptor on a worker thread, so a pause
             # that closes ours meanwhile cannot pull the file out from under it.
-            sha256, sha1 = await asyncio.to_thread(self._hasher.finish, os.dup(self._fd), self.size)
+            sha256, sha1 = await asyncio.to_thread(self._hasher.finish, os.dup(self._fd), size)
             self._check_digests(sha256, sha1)
             os.fsync(self._fd)
             self._publish()
@@ -254,7 +255,7 @@ class FileTransfer:
         if not force and now - self._last_checkpoint < self.settings.checkpoint_interval:
             return
         self._last_checkpoint = now
-        if self._fd < 0 or not any(p.pos > p.committed for p in self._parts) and not force:
+        if self._fd < 0 or (not any(p.pos > p.committed for p in self._parts) and not force):
             return
         try:
             if self._fd >= 0:
@@ -476,13 +477,12 @@ class FileTransfer:
             ) from exc
         except httpx2.TransportError as exc:
             raise RetryableError(
-                f"connection lost after {format_bytes(part.pos)} "
-                f"({type(exc).__name__})"
+                f"connection lost after {format_bytes(part.pos)} ({type(exc).__name__})"
             ) from exc
 
     # -- verify and publish ---------------------------------------------------------------------
 
-    def _check_complete(self) -> None:
+    def _check_complete(self) -> int:
         assert self.size is not None
         on_disk = os.fstat(self._fd).st_size
         covered = self.state.done.covered
@@ -495,6 +495,7 @@ class FileTransfer:
                 actual=covered,
                 hint="Re-run the download.",
             )
+        return self.size
 
     def _check_digests(self, sha256: str | None, sha1: str | None) -> None:
         name = self.spec.name

@@ -165,9 +165,7 @@ async def open_stream(
         try:
             origin_of(current)
         except ValueError as exc:
-            raise NetworkError(
-                f"Refusing to fetch {redact_url(current)}: {exc}."
-            ) from exc
+            raise NetworkError(f"Refusing to fetch {redact_url(current)}: {exc}.") from exc
         req_headers = dict(headers)
         if credential is not None:
             req_headers.update(credential.headers_for(current))
