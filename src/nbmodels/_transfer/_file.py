@@ -171,6 +171,7 @@ class FileTransfer:
         self._parts: list[_Part] = []
         self._hasher = _PrefixHasher(self.expected_sha256 is not None, None)
         self._last_checkpoint = 0.0
+        self._background: asyncio.Task[None] | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -272,6 +273,37 @@ class FileTransfer:
             if not force:
                 raise
 
+    def _checkpoint_soon(self) -> None:
+        """The periodic checkpoint of the hot path: sync and record in the background, so the
+        stream keeps flowing while the disk catches up."""
+        now = time.monotonic()
+        if now - self._last_checkpoint < self.settings.checkpoint_interval:
+            return
+        if self._background is not None and not self._background.done():
+            return
+        self._last_checkpoint = now
+        marks = [(p, p.pos) for p in self._parts if p.pos > p.committed]
+        if marks:
+            self._background = asyncio.get_running_loop().create_task(self._checkpoint_async(marks))
+
+    async def _checkpoint_async(self, marks: list[tuple[_Part, int]]) -> None:
+        try:
+            await asyncio.to_thread(_datasync_and_close, os.dup(self._fd))
+            for part, pos in marks:
+                if pos > part.committed:
+                    self.state.done.add(part.committed, pos)
+                    part.committed = pos
+            self.state.size = self.size
+            await asyncio.to_thread(self.state.save, self.state_path)
+        except OSError:
+            pass  # the previous state stands; the write path reports a full disk itself
+
+    async def _settle_background(self) -> None:
+        """Wait for a running background checkpoint (its errors surface here)."""
+        task, self._background = self._background, None
+        if task is not None:
+            await task
+
     def _restart(self) -> None:
         """Forget every byte: the remote object changed or refused to resume."""
         self.size = self.spec.size
@@ -334,6 +366,7 @@ class FileTransfer:
                 await asyncio.sleep(backoff_delay(failures or 1, self.settings, exc.retry_after))
                 continue
             finally:
+                await self._settle_background()
                 self._checkpoint(force=True)
                 self._parts.clear()
             if complete and self.size is None:
@@ -468,7 +501,7 @@ class FileTransfer:
                 downloaded = self.downloaded
                 meter.add(downloaded)
                 on_progress(downloaded, self.size)
-                self._checkpoint()
+                self._checkpoint_soon()
                 if limit is not None and part.pos >= limit:
                     break
         except httpx2.TimeoutException as exc:
@@ -533,6 +566,13 @@ class FileTransfer:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
         _fsync_dir(target.parent)
+
+
+def _datasync_and_close(fd: int) -> None:
+    try:
+        os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _strong_validator(response: httpx2.Response) -> str | None:

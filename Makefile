@@ -1,0 +1,29 @@
+# nbmodels — developer commands. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup lint test demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+## Every test: lint, types, and the whole pytest suite (real servers on 127.0.0.1 only).
+test: lint
+	$(BIN)/pytest
+
+## The main job on the embedded default: a local Hub emulator with demo models, then a download.
+demo: setup
+	$(BIN)/python -m nbmodels.testing.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
