@@ -28,6 +28,7 @@ from .errors import (
     NotFoundError,
     OfflineError,
     RefError,
+    RepoNotFoundError,
 )
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "OfflineError",
     "Progress",
     "RefError",
+    "RepoNotFoundError",
     "Subscriber",
     "__version__",
     "download",

@@ -30,7 +30,8 @@ from ._options import Options
 from ._progress import INTERRUPTED
 from ._redact import redact_text, redact_url
 from ._registry import Registry
-from ._sources import Plan, PlannedFile, plan_url
+from ._refs import parse_ref
+from ._sources import Plan, PlannedFile, SourceContext, plan_hf, plan_url
 from ._transfer import FileTransfer, PartialState, make_client
 from .errors import CanceledError, NbmodelsError, RefError
 
@@ -151,7 +152,8 @@ class Engine:
     def submit(self, ref: str, options: Options) -> Job:
         """Start (or find) the job for ``ref``; returns at once."""
         ref = _clean_ref(ref)
-        key = _job_key(ref, options)
+        parsed = parse_ref(ref)  # RefError now, in the caller's thread, for bad syntax
+        key = _job_key(ref if parsed.kind == "url" else str(parsed), options)
         loop = self._ensure_started()
         with self._lock:
             existing = self._active.get(key)
@@ -329,13 +331,11 @@ class Engine:
         options = job.options
         if not options.offline and env_flag("HF_HUB_OFFLINE"):
             options = Options.create(**{**_plain(options), "offline": True})
-        ref = job._source
-        if ref.lower().startswith(("http://", "https://")):
-            return await asyncio.to_thread(plan_url, ref, options)
-        raise RefError(
-            f"Unsupported reference {ref[:200]!r}.",
-            hint="Pass an http(s):// URL.",
-        )
+        parsed = parse_ref(job._source)
+        if parsed.kind == "url":
+            return await asyncio.to_thread(plan_url, job._source, options)
+        assert self._client is not None
+        return await plan_hf(parsed, options, SourceContext(self._client, self.settings))
 
     async def _tick(self, job: Job) -> None:
         interval = self.settings.progress_interval

@@ -6,6 +6,8 @@ Every error says what happened and what to do next. The tree::
     ├── RefError                 (also ValueError)  the reference string is malformed
     ├── NotFoundError                                repo / revision / file / quant / URL absent
     ├── AccessError                                  gated or private: accept terms / set a token
+    │   └── RepoNotFoundError   (also NotFoundError) missing, or private to others: the Hub
+    │                                                cannot say which
     ├── IntegrityError                               size or digest mismatch: expected vs actual
     ├── InsufficientSpaceError   (also OSError)      not enough free disk space: needed vs available
     ├── NetworkError                                 gave up after retries: says what was tried
@@ -31,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "OfflineError",
     "RefError",
+    "RepoNotFoundError",
 ]
 
 
@@ -78,6 +81,11 @@ class NotFoundError(NbmodelsError):
 
 class AccessError(NbmodelsError):
     """The resource is gated or private and the credentials do not grant access."""
+
+
+class RepoNotFoundError(NotFoundError, AccessError):
+    """The Hub says "repository not found", which it also says of private repos to anyone
+    without access: catch it as either :class:`NotFoundError` or :class:`AccessError`."""
 
 
 class IntegrityError(NbmodelsError):

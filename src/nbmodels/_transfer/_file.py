@@ -56,6 +56,8 @@ class FileSpec:
     etag: str | None = None
     credential: Credential | None = None
     lock_path: Path | None = None
+    #: Turns an error answer into the source's own error (e.g. the Hub's gated message).
+    on_error: Callable[[httpx2.Response], Exception | None] | None = None
 
 
 @dataclass(slots=True)
@@ -390,6 +392,7 @@ class FileTransfer:
             self.settings,
             self.spec.credential,
             passthrough=frozenset({416}),
+            on_error=self.spec.on_error,
         ) as (response, final_url):
             limit = self._accept(response, part, final_url)
             self._parts.append(part)

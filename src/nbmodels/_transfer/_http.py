@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -152,6 +152,7 @@ async def open_stream(
     credential: Credential | None = None,
     method: str = "GET",
     passthrough: frozenset[int] = frozenset(),
+    on_error: Callable[[httpx2.Response], Exception | None] | None = None,
 ) -> AsyncIterator[tuple[httpx2.Response, str]]:
     """Send a request, following redirects by hand; yield (open response, final URL).
 
@@ -196,7 +197,8 @@ async def open_stream(
                 continue
             status = response.status_code
             if (status >= 400 or status < 200) and status not in passthrough:
-                raise classify(response, current, settings)
+                mapped = on_error(response) if on_error is not None else None
+                raise mapped if mapped is not None else classify(response, current, settings)
             yield response, current
             return
         finally:

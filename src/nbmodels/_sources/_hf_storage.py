@@ -1,0 +1,214 @@
+"""Where Hub files live on disk, exactly as huggingface_hub lays them out (DESIGN §4, HUB.md).
+
+Cache mode (the default)::
+
+    <cache>/.locks/models--org--name/<etag>.lock
+    <cache>/models--org--name/blobs/<etag>                    sha256 (LFS) or git SHA-1
+    <cache>/models--org--name/refs/<revision>                 40-hex commit
+    <cache>/models--org--name/snapshots/<commit>/<path>  ->   ../../blobs/<etag> (or a copy)
+
+``dir=`` mode (huggingface_hub's ``local_dir``)::
+
+    <dir>/<path>
+    <dir>/.cache/huggingface/download/<path>.metadata         commit, etag, timestamp
+    <dir>/.cache/huggingface/download/<path>.lock
+
+Paths are computed at call time from the environment (``HF_HUB_CACHE``, ``HF_HOME``), so a
+process can change them after importing huggingface_hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._paths import UnsafePathError, contained, safe_commit
+from ..errors import NbmodelsError
+
+__all__ = ["CacheRepo", "LocalDirRepo", "hf_cache_dir"]
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+
+
+def hf_cache_dir() -> Path:
+    """huggingface_hub's cache directory, read from the environment now."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def repo_folder(repo_type: str, repo_id: str) -> str:
+    return f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one file's bytes are written (``target``), where the user finds it (``path``) and
+    which lock guards it."""
+
+    target: Path
+    path: Path
+    lock: Path
+
+
+class CacheRepo:
+    """One repo in the Hugging Face cache."""
+
+    def __init__(self, repo_type: str, repo_id: str, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir or hf_cache_dir()
+        self.folder_name = repo_folder(repo_type, repo_id)
+        self.root = self.cache_dir / self.folder_name
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def cached_commit(self, revision: str | None) -> str | None:
+        """The commit a revision pointed to when last resolved (no network)."""
+        rev = revision or "main"
+        if _HEX40.fullmatch(rev):
+            return rev
+        try:
+            ref_file = contained(self.root / "refs", rev)
+            value = ref_file.read_text(encoding="utf-8").strip()
+            return safe_commit(value)
+        except (OSError, UnsafePathError):
+            return None
+
+    def snapshot_dir(self, commit: str) -> Path:
+        return self.root / "snapshots" / safe_commit(commit)
+
+    def snapshot_files(self, commit: str) -> list[str]:
+        """Repo paths present in a snapshot folder (no network)."""
+        base = self.snapshot_dir(commit)
+        out: list[str] = []
+        if not base.is_dir():
+            return out
+        for path in base.rglob("*"):
+            if path.is_file():
+                out.append(path.relative_to(base).as_posix())
+        return sorted(out)
+
+    def placement(self, commit: str, path: str, etag: str) -> Placement:
+        blob = contained(self.root / "blobs", _safe_etag(etag))
+        pointer = contained(self.snapshot_dir(commit), path)
+        lock = self.cache_dir / ".locks" / self.folder_name / f"{_safe_etag(etag)}.lock"
+        return Placement(target=blob, path=pointer, lock=lock)
+
+    def present(self, place: Placement, size: int) -> bool:
+        """Is the file there? Links a blob huggingface_hub (or we) already have into the
+        snapshot when only the link is missing. No network."""
+        with contextlib.suppress(OSError):
+            if place.path.exists() and place.path.stat().st_size == size:
+                return True
+        try:
+            st = place.target.lstat()
+        except OSError:
+            return False
+        if not place.target.is_file() or place.target.is_symlink() or st.st_size != size:
+            return False
+        self.link(place)
+        return True
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def link(self, place: Placement) -> None:
+        """Point the snapshot path at the blob: a relative symlink, or a copy where symlinks
+        are impossible. Replaces whatever was at the snapshot path, atomically."""
+        place.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = place.path.with_name(f".{place.path.name}.{os.getpid()}.nbmodels-link")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        relative = os.path.relpath(place.target, place.path.parent)
+        try:
+            os.symlink(relative, tmp)
+        except OSError:
+            shutil.copyfile(place.target, tmp)
+        os.replace(tmp, place.path)
+
+    def write_ref(self, revision: str | None, commit: str) -> None:
+        """Record ``refs/<revision>`` (not when the revision is the commit itself)."""
+        rev = revision or "main"
+        if rev == commit:
+            return
+        ref_file = contained(self.root / "refs", rev)
+        ref_file.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if ref_file.read_text(encoding="utf-8").strip() == commit:
+                return
+        tmp = ref_file.with_name(f".{ref_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(commit, encoding="utf-8")
+        os.replace(tmp, ref_file)
+
+
+class LocalDirRepo:
+    """huggingface_hub's ``local_dir`` layout under a user-chosen directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _meta_base(self) -> Path:
+        return self.root / ".cache" / "huggingface" / "download"
+
+    def placement(self, path: str) -> Placement:
+        target = contained(self.root, path)
+        meta = contained(self._meta_base(), path)
+        lock = meta.with_name(meta.name + ".lock")
+        return Placement(target=target, path=target, lock=lock)
+
+    def metadata_path(self, path: str) -> Path:
+        meta = contained(self._meta_base(), path)
+        return meta.with_name(meta.name + ".metadata")
+
+    def read_metadata(self, path: str) -> tuple[str, str] | None:
+        """(commit, etag) when the file is there and not modified since it was recorded."""
+        try:
+            lines = self.metadata_path(path).read_text(encoding="utf-8").splitlines()
+            commit, etag, stamp = lines[0].strip(), lines[1].strip(), float(lines[2])
+            st = contained(self.root, path).stat()
+        except (OSError, ValueError, IndexError, UnsafePathError):
+            return None
+        if st.st_mtime - 1 > stamp:
+            return None  # edited after download: do not trust the record
+        return commit, etag
+
+    def present(self, path: str, etag: str, size: int) -> bool:
+        meta = self.read_metadata(path)
+        if meta is None or meta[1] != etag:
+            return False
+        with contextlib.suppress(OSError):
+            return contained(self.root, path).stat().st_size == size
+        return False
+
+    def write_metadata(self, path: str, commit: str, etag: str) -> None:
+        """The three-line record huggingface_hub reads (written while we hold its lock)."""
+        meta = self.metadata_path(path)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"{commit}\n{etag}\n{time.time()}\n", encoding="utf-8")
+        os.replace(tmp, meta)
+
+    def files_on_disk(self) -> list[str]:
+        """Repo paths recorded under this directory (no network)."""
+        base = self._meta_base()
+        out: list[str] = []
+        if not base.is_dir():
+            return out
+        for meta in base.rglob("*.metadata"):
+            rel = meta.relative_to(base).as_posix().removesuffix(".metadata")
+            if self.read_metadata(rel) is not None:
+                out.append(rel)
+        return sorted(out)
+
+
+def _safe_etag(etag: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", etag):
+        raise NbmodelsError(f"Refusing an invalid blob name from the Hub: {etag[:80]!r}.")
+    return etag

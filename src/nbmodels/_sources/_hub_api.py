@@ -1,0 +1,272 @@
+"""The few Hub API calls resolution needs (HUB.md): the commit of a revision, the file tree, and
+paths-info — over our own httpx2 client.
+
+Why not ``HfApi``: huggingface_hub follows a tree listing's ``Link: rel="next"`` with the same
+headers wherever it points, so a hostile or misconfigured endpoint could collect the token from
+another origin. Here every request (first page or next) carries the credential only when its
+origin is the endpoint's (DESIGN §5 point 5). Token lookup and the cache layout still come from
+huggingface_hub.
+
+Every value from the server is validated before it is used: commit hashes are 40 hex digits,
+paths are safe relative paths, sizes are non-negative integers, digests are hex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import httpx2
+
+from .._config import Settings
+from .._paths import UnsafePathError, safe_commit, safe_relpath
+from .._redact import redact_text, redact_url
+from .._transfer._http import Credential, RetryableError, backoff_delay, origin_of, parse_retry_after
+from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
+
+__all__ = ["HubApi", "HubEntry", "hub_error"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_TYPE_PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
+_TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+MAX_PAGES = 1000
+MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HubEntry:
+    """A file of a repo at a commit, with what verification needs."""
+
+    path: str
+    size: int
+    blob_id: str  # git blob SHA-1
+    sha256: str | None  # LFS files only
+
+    @property
+    def etag(self) -> str:
+        """The cache blob name huggingface_hub uses: sha256 for LFS files, else the git SHA-1."""
+        return self.sha256 or self.blob_id
+
+
+def repo_page(endpoint: str, repo_type: str, repo_id: str) -> str:
+    return f"{endpoint}/{_TYPE_PREFIX[repo_type]}{repo_id}"
+
+
+def hub_error(
+    response: httpx2.Response,
+    *,
+    endpoint: str,
+    repo_type: str,
+    repo_id: str,
+    revision: str | None = None,
+    path: str | None = None,
+    token_sent: bool,
+) -> NbmodelsError | RetryableError:
+    """Map a Hub error response to the nbmodels error (the one place this is decided)."""
+    status = response.status_code
+    code = response.headers.get("X-Error-Code", "")
+    message = redact_text(response.headers.get("X-Error-Message", ""))[:300]
+    page = repo_page(endpoint, repo_type, repo_id)
+    what = f"{_TYPE_PREFIX[repo_type]}{repo_id}"
+    if status == 429 or status == 408 or status >= 500:
+        wait = parse_retry_after(response.headers.get("Retry-After"), cap=300)
+        reason = "rate limited by the Hub" if status == 429 else f"the Hub answered {status}"
+        return RetryableError(reason, retry_after=wait)
+    if code == "GatedRepo":
+        return AccessError(
+            f"{what} is gated: you must accept its terms before downloading.",
+            hint=(
+                f"Open {page}, accept the conditions while logged in, then "
+                + (
+                    "check that your token belongs to that account."
+                    if token_sent
+                    else "set HF_TOKEN (or run `hf auth login`) with a token of that account."
+                )
+            ),
+        )
+    if message == "Access to this resource is disabled.":
+        return AccessError(f"{what} has been disabled on the Hub.", hint="Choose another repo.")
+    if code == "RepoNotFound" or (status in (401, 404) and not code and path is None):
+        hint = (
+            "Check the spelling. If it is private, your token has no access to it."
+            if token_sent
+            else "Check the spelling. If it is private or gated, set HF_TOKEN "
+            "(or run `hf auth login`) and try again."
+        )
+        return RepoNotFoundError(
+            f"Repository {what} was not found on {endpoint} (or it is private).", hint=hint
+        )
+    if code == "RevisionNotFound":
+        return NotFoundError(
+            f"Revision {revision!r} does not exist in {what}.",
+            hint="Use a branch, tag or commit that exists (see the repo's 'Files and versions').",
+        )
+    if code == "EntryNotFound" or status == 404:
+        return NotFoundError(
+            f"{path or 'The file'} does not exist in {what} at {revision or 'main'}.",
+            hint=f"See the files at {page}/tree/{quote(revision or 'main', safe='')}.",
+        )
+    if status in (401, 403):
+        return AccessError(
+            f"The Hub refused access to {what} ({status}{': ' + message if message else ''}).",
+            hint="Set HF_TOKEN (or run `hf auth login`) with a token that can read it.",
+        )
+    return NetworkError(f"The Hub answered HTTP {status} for {what}{': ' + message if message else ''}.")
+
+
+class HubApi:
+    """Async calls to one Hub endpoint for one repo."""
+
+    def __init__(
+        self,
+        client: httpx2.AsyncClient,
+        settings: Settings,
+        *,
+        endpoint: str,
+        repo_type: str,
+        repo_id: str,
+        credential: Credential | None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.endpoint = endpoint
+        self.repo_type = repo_type
+        self.repo_id = repo_id
+        self.credential = credential
+        self.requests = 0
+        self._base = f"{endpoint}/api/{_TYPE_PLURAL[repo_type]}/{repo_id}"
+
+    def error_for(self, response: httpx2.Response, **ctx: Any) -> NbmodelsError | RetryableError:
+        return hub_error(
+            response,
+            endpoint=self.endpoint,
+            repo_type=self.repo_type,
+            repo_id=self.repo_id,
+            token_sent=self.credential is not None
+            and bool(self.credential.headers_for(str(response.request.url))),
+            **ctx,
+        )
+
+    async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[Any, httpx2.Response]:
+        """One JSON request with retries on transient failures; redirects are not followed."""
+        attempt = 0
+        ctx = kwargs.pop("ctx", {})
+        while True:
+            attempt += 1
+            headers = {"Accept": "application/json"}
+            if self.credential is not None:
+                headers.update(self.credential.headers_for(url))
+            try:
+                origin_of(url)
+                self.requests += 1
+                response = await self.client.request(method, url, headers=headers, **kwargs)
+                if response.status_code >= 400:
+                    raise self.error_for(response, **ctx)
+                if response.status_code != 200:
+                    raise NetworkError(
+                        f"The Hub answered {response.status_code} to {redact_url(url)}; "
+                        "expected 200."
+                    )
+                if len(response.content) > MAX_BODY:
+                    raise NetworkError(f"The Hub's answer to {redact_url(url)} is too large.")
+                try:
+                    return json.loads(response.content), response
+                except ValueError as exc:
+                    raise NetworkError(
+                        f"The Hub's answer to {redact_url(url)} is not valid JSON."
+                    ) from exc
+            except ValueError as exc:  # origin_of: not http(s)
+                raise NetworkError(f"Refusing to call {redact_url(url)}: {exc}.") from exc
+            except httpx2.TransportError as exc:
+                failure: RetryableError = RetryableError(
+                    f"could not reach {redact_url(self.endpoint)} ({type(exc).__name__})"
+                )
+                failure.__cause__ = exc
+            except RetryableError as exc:
+                failure = exc
+            if attempt >= self.settings.max_attempts:
+                raise NetworkError(
+                    f"Could not list {self.repo_id} after {attempt} attempts: {failure.reason}.",
+                    hint="Check the network (or HF_ENDPOINT) and try again; "
+                    "files already on disk stay usable offline.",
+                ) from failure
+            await asyncio.sleep(backoff_delay(attempt, self.settings, failure.retry_after))
+
+    async def commit(self, revision: str | None) -> str:
+        """The 40-hex commit a revision points to (the default branch when None)."""
+        url = self._base if revision is None else f"{self._base}/revision/{quote(revision, safe='')}"
+        data, _ = await self._request("GET", url, ctx={"revision": revision})
+        sha = data.get("sha") if isinstance(data, dict) else None
+        try:
+            return safe_commit(str(sha))
+        except UnsafePathError as exc:
+            raise NetworkError(f"The Hub returned an invalid commit for {self.repo_id}: {exc}.") from exc
+
+    async def tree(self, commit: str, folder: str | None = None, recursive: bool = True) -> list[HubEntry]:
+        """Every file under ``folder`` (the whole repo when None) at ``commit``, following
+        pagination (its ``Link`` may point anywhere; the token only goes to the endpoint)."""
+        url = f"{self._base}/tree/{quote(commit, safe='')}"
+        if folder:
+            url += "/" + quote(folder, safe="")
+        params: dict[str, str] | None = {"recursive": str(recursive).lower(), "expand": "false"}
+        out: list[HubEntry] = []
+        for _page in range(MAX_PAGES):
+            data, response = await self._request(
+                "GET", url, params=params, ctx={"revision": commit, "path": folder}
+            )
+            if not isinstance(data, list):
+                raise NetworkError(f"The Hub's tree listing of {self.repo_id} is not a list.")
+            out.extend(e for e in (_entry(x) for x in data) if e is not None)
+            nxt = response.links.get("next", {}).get("url")
+            if not nxt:
+                return out
+            url = urljoin(str(response.url), nxt)
+            params = None  # the next link carries its own query
+        raise NetworkError(f"The Hub's tree listing of {self.repo_id} has too many pages.")
+
+    async def paths_info(self, commit: str, paths: list[str]) -> list[HubEntry]:
+        """Entries for exactly these paths (missing ones are left out)."""
+        url = f"{self._base}/paths-info/{quote(commit, safe='')}"
+        data, _ = await self._request(
+            "POST",
+            url,
+            data={"paths": paths, "expand": "false"},
+            ctx={"revision": commit, "path": paths[0] if paths else None},
+        )
+        if not isinstance(data, list):
+            raise NetworkError(f"The Hub's paths-info answer for {self.repo_id} is not a list.")
+        return [e for e in (_entry(x) for x in data) if e is not None]
+
+
+def _entry(raw: object) -> HubEntry | None:
+    """Validate one tree / paths-info item; None for directories."""
+    if not isinstance(raw, dict):
+        raise NetworkError("The Hub returned a malformed file entry.")
+    if raw.get("type") == "directory":
+        return None
+    path, size, oid = raw.get("path"), raw.get("size"), raw.get("oid")
+    lfs = raw.get("lfs")
+    try:
+        safe_relpath(str(path))
+    except UnsafePathError as exc:
+        raise NetworkError(f"The Hub returned an unsafe file path: {exc}.") from None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise NetworkError(f"The Hub returned an invalid size for {path!r}.")
+    if not isinstance(oid, str) or not _HEX40.fullmatch(oid):
+        raise NetworkError(f"The Hub returned an invalid blob id for {path!r}.")
+    sha256: str | None = None
+    if isinstance(lfs, dict):
+        sha256 = lfs.get("oid") or lfs.get("sha256")
+        lsize = lfs.get("size", size)
+        if not isinstance(sha256, str) or not _HEX64.fullmatch(sha256):
+            raise NetworkError(f"The Hub returned an invalid sha256 for {path!r}.")
+        if lsize != size:
+            if not isinstance(lsize, int) or lsize < 0:
+                raise NetworkError(f"The Hub returned an invalid LFS size for {path!r}.")
+            size = lsize
+    return HubEntry(path=str(path), size=size, blob_id=oid, sha256=sha256)
