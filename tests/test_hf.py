@@ -80,7 +80,9 @@ def test_split_quant_brings_every_part_and_returns_part_one(
         assert p.read_bytes() == file_bytes(hub, ids.gguf, p.name)
 
 
-def test_quant_in_a_named_folder(engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos) -> None:
+def test_quant_in_a_named_folder(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
     job = nbmodels.download(f"{ids.gguf}:f16")
     path = job.wait(30)
     assert path.relative_to(path.parents[1]).as_posix() == "Tiny-F16/Tiny-F16-00001-of-00002.gguf"
@@ -112,7 +114,8 @@ def test_quant_selection_rules_pure() -> None:
     assert info.value.candidates == ("Q3_K", "Q5_K")
     with pytest.raises(nbmodels.NotFoundError):  # sidecars are not quants
         select_quant(paths, "F16", "r")
-    assert split_siblings("d/x-00002-of-00002.gguf", ["d/x-00001-of-00002.gguf", "d/x-00002-of-00002.gguf"]) == [
+    parts = ["d/x-00001-of-00002.gguf", "d/x-00002-of-00002.gguf"]
+    assert split_siblings("d/x-00002-of-00002.gguf", parts) == [
         "d/x-00001-of-00002.gguf", "d/x-00002-of-00002.gguf",
     ]  # fmt: skip
 
@@ -122,7 +125,11 @@ def test_quant_selection_rules_pure() -> None:
     [("#dev", "Tiny-Q2_K.gguf"), ("#v1.0", None), ("#refs/pr/1", None)],
 )
 def test_revisions_branch_tag_pr(
-    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos, suffix: str, expect_file: str | None
+    engine: _engine.Engine,
+    hub: HubEmulator,
+    ids: StandardRepos,
+    suffix: str,
+    expect_file: str | None,
 ) -> None:
     rev = suffix[1:]
     if expect_file:
@@ -159,7 +166,9 @@ def test_whole_repo_snapshot_with_include_exclude(
     assert all(p.name.endswith(".json") for p in job.paths)
 
 
-def test_page_urls_and_hf_uris(engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos) -> None:
+def test_page_urls_and_hf_uris(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
     base = hub.endpoint
     a = nbmodels.resolve(f"{base}/{ids.gguf}/blob/main/config.json")
     b = nbmodels.resolve(f"{base}/{ids.gguf}/resolve/main/config.json?download=true")
@@ -191,7 +200,9 @@ def test_gated_repo_says_where_to_accept_the_terms(
     assert (snap / "config.json").exists()
 
 
-def test_private_and_missing_repos(engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos) -> None:
+def test_private_and_missing_repos(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
     for repo in (ids.private, "nbm-test/does-not-exist"):
         with pytest.raises(nbmodels.NotFoundError) as info:
             nbmodels.resolve(repo)
@@ -200,10 +211,12 @@ def test_private_and_missing_repos(engine: _engine.Engine, hub: HubEmulator, ids
     assert (nbmodels.resolve(ids.private, token=ids.token) / "config.json").exists()
 
 
-def test_missing_revision_and_file(engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos) -> None:
+def test_missing_revision_and_file(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
     with pytest.raises(nbmodels.NotFoundError, match="Revision 'nope'"):
         nbmodels.resolve(f"hf:{ids.gguf}/config.json#nope")
-    with pytest.raises(nbmodels.NotFoundError, match="missing.bin"):
+    with pytest.raises(nbmodels.NotFoundError, match=r"missing\.bin"):
         nbmodels.resolve(f"hf:{ids.gguf}/missing.bin")
 
 
@@ -330,7 +343,7 @@ def test_token_never_in_registry_or_errors(
             assert ids.token.encode() not in data and ids.token_without_grant.encode() not in data
 
 
-# -- offline, and interop with huggingface_hub ------------------------------------------------------
+# -- offline, and interop with huggingface_hub ---------------------------------------------------
 
 
 def test_pinned_reference_on_disk_needs_zero_requests(
@@ -403,7 +416,8 @@ def test_huggingface_hub_finds_our_files_offline(
     out = _hf_subprocess(
         f"""
         from huggingface_hub import hf_hub_download
-        print(hf_hub_download({ids.gguf!r}, "Tiny-Q4_K_M.gguf", local_dir={str(tmp_path / "local")!r}))
+        local_dir = {str(tmp_path / "local")!r}
+        print(hf_hub_download({ids.gguf!r}, "Tiny-Q4_K_M.gguf", local_dir=local_dir))
         """,
         hub,
     )

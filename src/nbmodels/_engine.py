@@ -29,8 +29,8 @@ from ._job import Job, _FileState
 from ._options import Options
 from ._progress import INTERRUPTED
 from ._redact import redact_text, redact_url
-from ._registry import Registry
 from ._refs import parse_ref
+from ._registry import Registry
 from ._sources import Plan, PlannedFile, SourceContext, plan_hf, plan_url
 from ._transfer import FileTransfer, PartialState, make_client
 from .errors import CanceledError, NbmodelsError, RefError

@@ -88,7 +88,8 @@ def select_quant(paths: list[str], quant: str | None, repo: str) -> list[str]:
                 quant = available[0]
             else:
                 raise NotFoundError(
-                    f"{repo} has several quants and none is a default ({', '.join(DEFAULT_QUANTS)}).",
+                    f"{repo} has several quants and none is a default "
+                    f"({', '.join(DEFAULT_QUANTS)}).",
                     candidates=available,
                     hint=f"Pick one: {', '.join(f'{repo}:{q}' for q in available)}.",
                 )
@@ -98,7 +99,9 @@ def select_quant(paths: list[str], quant: str | None, repo: str) -> list[str]:
             f"{repo} has no {quant} quant."
             + (f" Available: {', '.join(available)}." if available else " It has no GGUF files."),
             candidates=available,
-            hint=f"Use one of: {', '.join(f'{repo}:{q}' for q in available)}." if available else None,
+            hint=f"Use one of: {', '.join(f'{repo}:{q}' for q in available)}."
+            if available
+            else None,
         )
     groups = _split_groups(files)
     if len(groups) > 1:
@@ -287,7 +290,9 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
         finish = None  # type: ignore[assignment]
     if store_cache is not None and all(f.present for f in files):
         store_cache.write_ref(revision, commit)
-    return Plan(files=files, primary=primary, finish=finish, description=f"{repo_name}@{commit[:8]}")
+    return Plan(
+        files=files, primary=primary, finish=finish, description=f"{repo_name}@{commit[:8]}"
+    )
 
 
 def _plan_file(
@@ -325,8 +330,8 @@ def _plan_file(
         def after(_r: TransferResult) -> None:
             local.write_metadata(entry.path, commit, entry.etag)
 
-        recheck = None if options.force else (
-            lambda: local.present(entry.path, entry.etag, entry.size)
+        recheck = (
+            None if options.force else (lambda: local.present(entry.path, entry.etag, entry.size))
         )
     spec = FileSpec(
         on_error=on_error,
@@ -340,7 +345,9 @@ def _plan_file(
         credential=credential,
         lock_path=place.lock,
     )
-    return PlannedFile(entry.path, place.path, size=entry.size, spec=spec, after=after, recheck=recheck)
+    return PlannedFile(
+        entry.path, place.path, size=entry.size, spec=spec, after=after, recheck=recheck
+    )
 
 
 def _plan_from_disk(
@@ -385,7 +392,5 @@ def _plan_from_disk(
         except OSError:
             return None
         files.append(PlannedFile(p, full, size=size))
-    primary = (
-        root / want.primary if want.primary else (root / want.folder if want.folder else root)
-    )
+    primary = root / want.primary if want.primary else (root / want.folder if want.folder else root)
     return Plan(files=files, primary=primary, description=repo_name)

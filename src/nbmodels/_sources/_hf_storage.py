@@ -128,7 +128,7 @@ class CacheRepo:
             tmp.unlink()
         relative = os.path.relpath(place.target, place.path.parent)
         try:
-            os.symlink(relative, tmp)
+            tmp.symlink_to(relative)
         except OSError:
             shutil.copyfile(place.target, tmp)
         os.replace(tmp, place.path)

@@ -25,7 +25,13 @@ import httpx2
 from .._config import Settings
 from .._paths import UnsafePathError, safe_commit, safe_relpath
 from .._redact import redact_text, redact_url
-from .._transfer._http import Credential, RetryableError, backoff_delay, origin_of, parse_retry_after
+from .._transfer._http import (
+    Credential,
+    RetryableError,
+    backoff_delay,
+    origin_of,
+    parse_retry_after,
+)
 from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
 
 __all__ = ["HubApi", "HubEntry", "hub_error"]
@@ -116,7 +122,9 @@ def hub_error(
             f"The Hub refused access to {what} ({status}{': ' + message if message else ''}).",
             hint="Set HF_TOKEN (or run `hf auth login`) with a token that can read it.",
         )
-    return NetworkError(f"The Hub answered HTTP {status} for {what}{': ' + message if message else ''}.")
+    return NetworkError(
+        f"The Hub answered HTTP {status} for {what}{': ' + message if message else ''}."
+    )
 
 
 class HubApi:
@@ -199,15 +207,21 @@ class HubApi:
 
     async def commit(self, revision: str | None) -> str:
         """The 40-hex commit a revision points to (the default branch when None)."""
-        url = self._base if revision is None else f"{self._base}/revision/{quote(revision, safe='')}"
+        url = (
+            self._base if revision is None else f"{self._base}/revision/{quote(revision, safe='')}"
+        )
         data, _ = await self._request("GET", url, ctx={"revision": revision})
         sha = data.get("sha") if isinstance(data, dict) else None
         try:
             return safe_commit(str(sha))
         except UnsafePathError as exc:
-            raise NetworkError(f"The Hub returned an invalid commit for {self.repo_id}: {exc}.") from exc
+            raise NetworkError(
+                f"The Hub returned an invalid commit for {self.repo_id}: {exc}."
+            ) from exc
 
-    async def tree(self, commit: str, folder: str | None = None, recursive: bool = True) -> list[HubEntry]:
+    async def tree(
+        self, commit: str, folder: str | None = None, recursive: bool = True
+    ) -> list[HubEntry]:
         """Every file under ``folder`` (the whole repo when None) at ``commit``, following
         pagination (its ``Link`` may point anywhere; the token only goes to the endpoint)."""
         url = f"{self._base}/tree/{quote(commit, safe='')}"
