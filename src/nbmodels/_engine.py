@@ -295,6 +295,7 @@ class Engine:
                 )
                 for f in plan.files
             ]
+            job._downloaded = sum(f.downloaded for f in job._files)
             todo = [
                 (f, state) for f, state in zip(plan.files, job._files, strict=True) if not f.present
             ]
@@ -356,18 +357,28 @@ class Engine:
             state.touched = True
             if planned.recheck is not None and await asyncio.to_thread(planned.recheck):
                 state.status = "already_downloaded"
+                job._downloaded += (state.total or 0) - state.downloaded
                 state.downloaded = state.total or 0
                 return
             base = job._transferred
 
+            first = True
+
             def on_progress(downloaded: int, total: int | None) -> None:
-                if downloaded < state.downloaded:
-                    job._meter.reset(sum(f.downloaded for f in job._files) - state.downloaded)
-                    state.meter.reset(downloaded)
+                # Called per chunk: constant work. A resume's starting bytes and a restart's
+                # rollback re-base the meters instead of counting as speed.
+                nonlocal first
+                delta = downloaded - state.downloaded
                 state.downloaded = downloaded
                 state.total = total
-                state.meter.add(downloaded)
-                job._meter.add(sum(f.downloaded for f in job._files))
+                job._downloaded += delta
+                if first or delta < 0:
+                    first = False
+                    state.meter.reset(downloaded)
+                    job._meter.reset(job._downloaded)
+                else:
+                    state.meter.add(downloaded)
+                    job._meter.add(job._downloaded)
 
             def on_status(status: str) -> None:
                 state.status = status
@@ -395,6 +406,7 @@ class Engine:
                 job._transferred = base + transfer.transferred
             if planned.after is not None:
                 await asyncio.to_thread(planned.after, result)
+            job._downloaded += result.size - state.downloaded
             state.downloaded = result.size
             state.total = result.size
             state.status = "completed"

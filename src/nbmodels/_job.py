@@ -121,6 +121,7 @@ class Job:
         self._attempt: asyncio.Task[None] | None = None
         self._resume_event: asyncio.Event | None = None
         self._transferred = 0
+        self._downloaded = 0  # sum of the files' bytes, kept up to date per chunk
         self._snapshot = JobSnapshot(
             job_id=self.id,
             ref=ref,
@@ -183,13 +184,18 @@ class Job:
         text = format_progress(self.progress, status=self.status)
         return f"<nbmodels.Job {self.id} {self.ref!r} {self.status} {text}>"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        """In a notebook, a Job displays as its live widget (the notebook layer, loaded lazily)."""
+    def _repr_mimebundle_(
+        self, **kwargs: Any
+    ) -> dict[str, Any] | tuple[dict[str, Any], dict[str, Any]] | None:
+        """In a notebook, a Job displays as its live widget (the notebook layer, loaded lazily);
+        the bundle may come with its metadata, as ``(data, metadata)``."""
         try:
             from .notebook import job_mimebundle  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             return {"text/plain": repr(self)}
-        bundle: dict[str, Any] | None = job_mimebundle(self, **kwargs)
+        bundle: dict[str, Any] | tuple[dict[str, Any], dict[str, Any]] | None = job_mimebundle(
+            self, **kwargs
+        )
         return bundle
 
     def to_dict(self) -> dict[str, Any]:
@@ -316,15 +322,16 @@ class Job:
             self._started_at = now
         if status in TERMINAL_STATUSES:
             self._completed_at = now
-            for f in self._files:
-                if f.status not in TERMINAL_STATUSES:
-                    f.status = status if status != "completed" else f.status
+            if status in ("failed", "canceled"):
+                for f in self._files:  # files still in flight end with the job
+                    if f.status not in TERMINAL_STATUSES:
+                        f.status = status
         self._publish(record=record)
 
     def _publish(self, *, record: bool = False) -> None:
         """Build and deliver a new snapshot (loop thread)."""
         files = tuple(f.progress() for f in self._files)
-        downloaded = sum(f.downloaded for f in self._files)
+        downloaded = self._downloaded
         totals = [f.total for f in self._files]
         total = (
             None
