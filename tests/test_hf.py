@@ -456,3 +456,24 @@ def test_local_dir_layout_with_metadata(
     again = nbmodels.download(f"hf:{ids.gguf}/Tiny-Q4_K_M.gguf", dir=target)
     again.wait(30)
     assert again.status == "already_downloaded" and hub.requests == []
+
+
+def test_rate_limited_listing_waits_as_told_then_succeeds(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    hub.faults.add(Fault(kind="status", status=429, retry_after=1, path_glob="/api/*", times=1))
+    assert nbmodels.resolve(f"hf:{ids.gguf}/config.json").name == "config.json"
+    api = [r for r in hub.requests if r.path.startswith("/api/")]
+    assert api[0].status == 429 and api[1].started - api[0].started >= 0.9
+
+
+def test_snapshot_gets_a_copy_where_symlinks_are_impossible(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_symlinks(self: Path, target: object, target_is_directory: bool = False) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(Path, "symlink_to", no_symlinks)
+    path = nbmodels.resolve(f"{ids.gguf}:Q4_K_M")
+    assert not path.is_symlink()
+    assert path.read_bytes() == file_bytes(hub, ids.gguf, "Tiny-Q4_K_M.gguf")
