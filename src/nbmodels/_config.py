@@ -64,6 +64,7 @@ class Settings:
             ("NBMODELS_CONNECT_TIMEOUT", "connect_timeout", float),
             ("NBMODELS_BACKOFF_BASE", "backoff_base", float),
             ("NBMODELS_MAX_ATTEMPTS", "max_attempts", int),
+            ("NBMODELS_CHECKPOINT_INTERVAL", "checkpoint_interval", float),
         ):
             raw = os.environ.get(name)
             if raw:

@@ -388,6 +388,7 @@ class Engine:
                 spec,
                 self._client,
                 self.settings,
+                connections=job.options.connections,
                 on_progress=on_progress,
                 on_status=on_status,
             )

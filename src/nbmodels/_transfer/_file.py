@@ -1,12 +1,19 @@
 """Fetch one file to its final path, resumably and verified (DESIGN §5).
 
-The shape: a :class:`FileSpec` says what to fetch and where it goes; :class:`FileTransfer` owns
-the partial file and its state, runs one or more *parts* (each a byte range streamed by one
-connection and written with ``pwrite`` at its offset), checkpoints durable progress, hashes the
-contiguous prefix as it grows, verifies, and publishes with fsync + ``os.replace``.
+A :class:`FileSpec` says what to fetch and where it goes; :class:`FileTransfer` owns the partial
+file and its state and runs *workers*, each a connection streaming one part (a byte range) and
+writing it with ``pwrite`` at its offset:
 
-Today one part runs at a time; the bookkeeping (a :class:`RangeSet` of durable bytes, parts that
-know their own range and write position) is what several connections per file build on.
+- The first request (the probe) learns the size, the validator and whether the server honours
+  ``Range`` (a 206, checked, not assumed). Only then do more connections join.
+- A controller grows the number of connections while that raises the aggregate rate and stops
+  when it does not; a connection that fails while others work simply leaves (shrinking under
+  server pushback), its unfinished range going back to the pool.
+- A free connection takes an unclaimed gap or steals the second half of the largest remaining
+  part (:mod:`._parts`), so there is no slow tail.
+- Checkpoints make written bytes durable (fdatasync) before the state file records them, in the
+  background; a worker thread hashes the contiguous prefix as it grows (:mod:`._hasher`).
+- Verify (exact size, sha256 / git SHA-1), fsync, ``os.replace``.
 """
 
 from __future__ import annotations
@@ -14,29 +21,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 
 from .._config import Settings
-from .._progress import SpeedMeter, format_bytes
+from .._progress import format_bytes
 from .._redact import redact_url
 from ..errors import InsufficientSpaceError, IntegrityError, NetworkError
+from ._hasher import PrefixHasher
 from ._http import Credential, RetryableError, backoff_delay, open_stream
+from ._parts import Part, PartPlan
 from ._state import PartialState, partial_paths
 
 __all__ = ["FileSpec", "FileTransfer", "TransferResult"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-_READ_CHUNK = 1 << 20
 #: The one place bytes hit the disk (tests replace it to simulate a full disk).
 _pwrite = os.pwrite
 
@@ -73,72 +80,26 @@ class _Restart(Exception):
     """The remote object is not the one the partial data came from: start again from zero."""
 
 
-@dataclass(slots=True)
-class _Part:
-    """One connection's share: bytes ``[start, end)``; ``pos`` is the next byte to write and
-    ``committed`` how far the durable state already records."""
-
-    start: int
-    end: int | None
-    pos: int = field(init=False)
-    committed: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.pos = self.start
-        self.committed = self.start
-
-
-class _PrefixHasher:
-    """Hashes bytes ``[0, offset)`` in order; parts feed it when they write at ``offset``, and
-    ``catch_up`` reads the rest back from disk (after a resume, or bytes from other parts)."""
-
-    def __init__(self, sha256: bool, git_size: int | None) -> None:
-        self._want_sha256 = sha256
-        self._git_size = git_size
-        self.reset()
-
-    def reset(self) -> None:
-        self.offset = 0
-        self.sha256 = hashlib.sha256() if self._want_sha256 else None
-        self.sha1 = None
-        if self._git_size is not None:
-            self.sha1 = hashlib.sha1(usedforsecurity=False)
-            self.sha1.update(b"blob %d\0" % self._git_size)
-
-    @property
-    def active(self) -> bool:
-        return self.sha256 is not None or self.sha1 is not None
-
-    def feed(self, offset: int, data: bytes | memoryview) -> None:
-        if offset != self.offset or not self.active:
-            return
-        if self.sha256 is not None:
-            self.sha256.update(data)
-        if self.sha1 is not None:
-            self.sha1.update(data)
-        self.offset += len(data)
-
-    def catch_up(self, fd: int, upto: int) -> None:
-        while self.active and self.offset < upto:
-            chunk = os.pread(fd, min(_READ_CHUNK, upto - self.offset), self.offset)
-            if not chunk:
-                raise OSError(errno.EIO, "partial file is shorter than its recorded state")
-            self.feed(self.offset, chunk)
-
-    def finish(self, fd: int, size: int) -> tuple[str | None, str | None]:
-        """Hash the rest of ``[0, size)`` from ``fd`` (which this closes); return the digests."""
-        try:
-            self.catch_up(fd, size)
-        finally:
-            os.close(fd)
-        return (
-            self.sha256.hexdigest() if self.sha256 is not None else None,
-            self.sha1.hexdigest() if self.sha1 is not None else None,
-        )
-
-
 ProgressFn = Callable[[int, int | None], None]
 StatusFn = Callable[[str], None]
+
+#: Below this size one connection does it all.
+SMALL_FILE = 16 << 20
+#: Automatic upper bound of connections per file, and how many join right after the probe.
+AUTO_MAX_CONNECTIONS = 16
+INITIAL_CONNECTIONS = 4
+#: The controller's measuring window, and the gain that justifies more connections.
+CONTROL_INTERVAL = 1.0
+GROWTH_GAIN = 1.15
+#: The background hasher works when at least this much new prefix is waiting.
+HASH_STEP = 8 << 20
+
+
+def auto_connections(size: int | None) -> int:
+    """One connection for small or unknown-size files; more for big ones (up to 16)."""
+    if size is None or size < SMALL_FILE:
+        return 1
+    return max(1, min(AUTO_MAX_CONNECTIONS, size // (8 << 20)))
 
 
 class FileTransfer:
@@ -146,6 +107,7 @@ class FileTransfer:
 
     ``on_progress(downloaded, total)`` is called on every chunk (keep it cheap);
     ``on_status(status)`` when the phase changes ("downloading", "verifying").
+    ``connections`` caps the connections for this file (None: automatic).
     """
 
     def __init__(
@@ -155,6 +117,7 @@ class FileTransfer:
         settings: Settings,
         *,
         expected_sha256: str | None = None,
+        connections: int | None = None,
         on_progress: ProgressFn | None = None,
         on_status: StatusFn | None = None,
     ) -> None:
@@ -162,25 +125,34 @@ class FileTransfer:
         self.client = client
         self.settings = settings
         self.expected_sha256 = expected_sha256 or spec.sha256
+        self.connections = connections
         self._on_progress = on_progress or (lambda _d, _t: None)
         self._on_status = on_status or (lambda _s: None)
         self.part_path, self.state_path = partial_paths(spec.target)
         self.state = PartialState(key=spec.key, size=spec.size)
         self.size: int | None = spec.size
+        self.plan = PartPlan(self.state.done, self.size)
         self.transferred = 0
-        self.meter = SpeedMeter()
+        self.peak_connections = 0
         self._fd = -1
-        self._parts: list[_Part] = []
-        self._hasher = _PrefixHasher(self.expected_sha256 is not None, None)
+        self._hasher = PrefixHasher(self.expected_sha256 is not None, None)
         self._last_checkpoint = 0.0
         self._background: asyncio.Task[None] | None = None
+        # Per attempt (reset by _download_once).
+        self._ranged = asyncio.Event()
+        self._accepts_ranges = False
+        self._workers: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self._controller: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._grow = True
 
     # -- public ---------------------------------------------------------------------------------
 
     @property
     def downloaded(self) -> int:
         """Bytes on disk for this file: durable ranges plus what parts wrote since."""
-        return self.state.done.covered + sum(p.pos - p.committed for p in self._parts)
+        return self.plan.written
 
     async def run(self) -> TransferResult:
         self.spec.target.parent.mkdir(parents=True, exist_ok=True)
@@ -189,11 +161,11 @@ class FileTransfer:
         try:
             self._check_space()
             self._on_progress(self.downloaded, self.size)
-            await self._transfer_all()
+            await self._download()
             self._on_status("verifying")
             size = self._check_complete()
-            # The hash catch-up reads from a duplicate descriptor on a worker thread, so a pause
-            # that closes ours meanwhile cannot pull the file out from under it.
+            # The rest of the hash reads from a duplicate descriptor on a worker thread, so a
+            # pause that closes ours meanwhile cannot pull the file out from under it.
             sha256, sha1 = await asyncio.to_thread(self._hasher.finish, os.dup(self._fd), size)
             self._check_digests(sha256, sha1)
             os.fsync(self._fd)
@@ -207,18 +179,13 @@ class FileTransfer:
             raise
         finally:
             self._close_partial()
-        assert self.size is not None
         return TransferResult(
             path=self.spec.target,
-            size=self.size,
+            size=size,
             sha256=sha256,
             validator=self.state.validator,
             transferred=self.transferred,
         )
-
-    def discard(self) -> None:
-        """Delete partial data and state (cancel)."""
-        PartialState.discard(self.spec.target)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -230,7 +197,8 @@ class FileTransfer:
             self.size = spec.size if spec.size is not None else loaded.size
         else:
             PartialState.discard(spec.target)
-        self._hasher = _PrefixHasher(
+        self.plan = PartPlan(self.state.done, self.size)
+        self._hasher = PrefixHasher(
             self.expected_sha256 is not None,
             self.size if spec.git_sha1 is not None else None,
         )
@@ -254,19 +222,15 @@ class FileTransfer:
 
     def _checkpoint(self, force: bool = False) -> None:
         """Make written bytes durable, then record them. Never the other way round."""
-        now = time.monotonic()
-        if not force and now - self._last_checkpoint < self.settings.checkpoint_interval:
+        self._last_checkpoint = time.monotonic()
+        if self._fd < 0:
             return
-        self._last_checkpoint = now
-        if self._fd < 0 or (not any(p.pos > p.committed for p in self._parts) and not force):
+        marks = self.plan.marks()
+        if not marks and not force:
             return
         try:
-            if self._fd >= 0:
-                os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
-            for part in self._parts:
-                if part.pos > part.committed:
-                    self.state.done.add(part.committed, part.pos)
-                    part.committed = part.pos
+            os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+            self.plan.commit(marks)
             self.state.size = self.size
             self.state.save(self.state_path)
         except OSError:
@@ -277,44 +241,40 @@ class FileTransfer:
 
     def _checkpoint_soon(self) -> None:
         """The periodic checkpoint of the hot path: sync and record in the background, so the
-        stream keeps flowing while the disk catches up."""
+        streams keep flowing while the disk catches up."""
         now = time.monotonic()
         if now - self._last_checkpoint < self.settings.checkpoint_interval:
             return
         if self._background is not None and not self._background.done():
             return
         self._last_checkpoint = now
-        marks = [(p, p.pos) for p in self._parts if p.pos > p.committed]
+        marks = self.plan.marks()
         if marks:
             self._background = asyncio.get_running_loop().create_task(self._checkpoint_async(marks))
 
-    async def _checkpoint_async(self, marks: list[tuple[_Part, int]]) -> None:
+    async def _checkpoint_async(self, marks: list[tuple[Part, int]]) -> None:
         try:
             await asyncio.to_thread(_datasync_and_close, os.dup(self._fd))
-            for part, pos in marks:
-                if pos > part.committed:
-                    self.state.done.add(part.committed, pos)
-                    part.committed = pos
+            self.plan.commit(marks)
             self.state.size = self.size
             await asyncio.to_thread(self.state.save, self.state_path)
         except OSError:
             pass  # the previous state stands; the write path reports a full disk itself
 
     async def _settle_background(self) -> None:
-        """Wait for a running background checkpoint (its errors surface here)."""
+        """Wait for a running background checkpoint."""
         task, self._background = self._background, None
         if task is not None:
-            await task
+            await asyncio.gather(task, return_exceptions=True)
 
     def _restart(self) -> None:
         """Forget every byte: the remote object changed or refused to resume."""
         self.size = self.spec.size
-        self._parts.clear()
-        self.state.done.clear()
+        self.plan.reset()
+        self.plan.size = self.size
         self.state.validator = None
         self._hasher.reset()
         os.ftruncate(self._fd, 0)
-        self.meter.reset(0)
         self._on_progress(0, self.size)
 
     def _check_space(self, extra_needed: int | None = None) -> None:
@@ -329,24 +289,16 @@ class FileTransfer:
         if needed + self.settings.space_margin > available:
             raise _space_error(self.part_path.parent, needed, available)
 
-    # -- transfer -------------------------------------------------------------------------------
+    # -- orchestration --------------------------------------------------------------------------
 
-    async def _transfer_all(self) -> None:
-        failures = 0
+    async def _download(self) -> None:
         restarts = 0
         while True:
-            gaps = (
-                self.state.done.gaps(self.size)
-                if self.size is not None
-                else [(self.state.done.prefix(), -1)]
-            )
-            if self.size is not None and not gaps:
+            if self.size is not None and not self.state.done.gaps(self.size):
                 return
-            start, end = gaps[0]
-            part = _Part(start, None if end < 0 else end)
-            before = self.downloaded
             try:
-                complete = await self._fetch_part(part)
+                await self._download_once()
+                return
             except _Restart as exc:
                 restarts += 1
                 if restarts > 3:
@@ -355,35 +307,140 @@ class FileTransfer:
                         f"({restarts} restarts from zero). Try again later."
                     ) from None
                 self._restart()
-                continue
-            except RetryableError as exc:
-                self._checkpoint(force=True)
-                failures = 0 if self.downloaded > before else failures + 1
-                if failures >= self.settings.max_attempts:
-                    raise NetworkError(
-                        f"Gave up on {redact_url(self.spec.url)} after {failures} attempts "
-                        f"without progress; last error: {exc.reason}. Re-run to resume from "
-                        f"{format_bytes(self.downloaded)}."
-                    ) from exc
-                await asyncio.sleep(backoff_delay(failures or 1, self.settings, exc.retry_after))
-                continue
-            finally:
-                await self._settle_background()
-                self._checkpoint(force=True)
-                self._parts.clear()
-            if complete and self.size is None:
-                self.size = self.downloaded
-                return
 
-    async def _fetch_part(self, part: _Part) -> bool:
-        """Stream ``part`` into the partial file. True when the server signalled the end of an
-        open-ended body of unknown size."""
+    async def _download_once(self) -> None:
+        """One pass with the current validator: probe, then as many workers as pay off."""
+        self._ranged = asyncio.Event()
+        self._accepts_ranges = False
+        self._failures = 0
+        self._grow = True
+        hasher = asyncio.get_running_loop().create_task(self._hash_loop())
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._start_worker(self.plan.first_part())
+                self._controller = group.create_task(self._control())
+        except BaseExceptionGroup as eg:
+            raise _pick(eg) from None
+        finally:
+            self._group = None
+            self._controller = None
+            hasher.cancel()
+            await asyncio.gather(hasher, return_exceptions=True)
+            await self._settle_background()
+            self._checkpoint(force=True)
+        if self.size is None:
+            self.size = self.plan.written
+            self.plan.size = self.size
+
+    def _start_worker(self, part: Part) -> None:
+        assert self._group is not None
+        task = self._group.create_task(self._worker(part))
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+        self.peak_connections = max(self.peak_connections, len(self._workers))
+
+    def _max_connections(self) -> int:
+        if not self._accepts_ranges or self.size is None:
+            return 1
+        return self.connections or auto_connections(self.size)
+
+    async def _control(self) -> None:
+        """Add connections while they pay off (a simple hill climb on the aggregate rate).
+
+        Also the safety net that keeps the file going: if every connection left (each gave
+        its part back under pushback) while work remains, it starts one again."""
+        await self._ranged.wait()
+        target = min(INITIAL_CONNECTIONS, self._max_connections())
+        last_rate = 0.0
+        while True:
+            if not self._workers:
+                part = self.plan.next_part() if self._accepts_ranges else None
+                if part is None:
+                    return
+                self._start_worker(part)
+            while self._grow and len(self._workers) < target:
+                part = self.plan.next_part()
+                if part is None:
+                    break
+                self._start_worker(part)
+            before = self.transferred
+            await asyncio.sleep(CONTROL_INTERVAL)
+            rate = (self.transferred - before) / CONTROL_INTERVAL
+            limit = self._max_connections()
+            if self._grow and target < limit and len(self._workers) >= target:
+                if rate > last_rate * GROWTH_GAIN:
+                    target = min(limit, target * 2)
+                else:
+                    self._grow = False  # more connections stopped helping: hold here
+            last_rate = max(last_rate, rate)
+
+    async def _worker(self, part: Part | None) -> None:
+        """One connection: stream a part; when it is done, take more work until none is left."""
+        try:
+            while part is not None:
+                try:
+                    finished = await self._run_part(part)
+                finally:
+                    part.active = False
+                if not finished or not self._accepts_ranges:
+                    return
+                part = self.plan.next_part()
+        finally:
+            me = asyncio.current_task()
+            last = not any(w is not me for w in self._workers)
+            work_left = self._accepts_ranges and self.plan.next_part_available()
+            if self._controller is not None and last and not work_left:
+                self._controller.cancel()  # the last connection is done: so is the file
+
+    async def _run_part(self, part: Part) -> bool:
+        """Stream ``part`` to its end, retrying transient failures with backoff. False when
+        this connection gave up its part to the others."""
+        while True:
+            before = self.transferred
+            try:
+                await self._fetch(part)
+                return True
+            except RetryableError as exc:
+                failure = exc
+            self._failures = 0 if self.transferred > before else self._failures + 1
+            if self._failures >= self.settings.max_attempts:
+                raise NetworkError(
+                    f"Gave up on {redact_url(self.spec.url)} after {self._failures} attempts "
+                    f"without progress; last error: {failure.reason}. Re-run to resume from "
+                    f"{format_bytes(self.downloaded)}."
+                ) from failure
+            others = [w for w in self._workers if w is not asyncio.current_task()]
+            if others and self._accepts_ranges:
+                # Other connections carry on: this one leaves (fewer connections under
+                # pushback) and its unfinished range goes back to the pool.
+                self._grow = False
+                return False
+            await asyncio.sleep(
+                backoff_delay(self._failures or 1, self.settings, failure.retry_after)
+            )
+
+    async def _hash_loop(self) -> None:
+        """Hash the contiguous written prefix on a worker thread as it grows."""
+        if not self._hasher.active:
+            return
+        while True:
+            upto = self.plan.written_prefix()
+            if upto - self._hasher.offset >= HASH_STEP:
+                await asyncio.to_thread(self._hasher.advance_dup, os.dup(self._fd), upto)
+            else:
+                await asyncio.sleep(0.05)
+
+    # -- one request ----------------------------------------------------------------------------
+
+    async def _fetch(self, part: Part) -> None:
+        """One request for the rest of ``part``; streams into the partial file."""
         headers = {"Accept-Encoding": "identity"}
-        ranged = part.start > 0 or self.size is None or self.size > 0
-        if ranged:
+        asked_end = part.end
+        if part.end is not None or part.pos > 0 or self.size is None:
             last = "" if part.end is None else str(part.end - 1)
-            headers["Range"] = f"bytes={part.start}-{last}"
-            if part.start > 0 and self.state.validator:
+            headers["Range"] = f"bytes={part.pos}-{last}"
+            if part.pos > 0 and self.state.validator:
                 headers["If-Range"] = self.state.validator
         async with open_stream(
             self.client,
@@ -394,23 +451,19 @@ class FileTransfer:
             passthrough=frozenset({416}),
             on_error=self.spec.on_error,
         ) as (response, final_url):
-            limit = self._accept(response, part, final_url)
-            self._parts.append(part)
-            if self.state.done.covered == 0 and part.start == 0:
-                self.meter.reset(0)
-            await self._stream(response, part, limit)
-            if limit is None:
-                return True
-            if part.pos < limit:
+            self._accept(response, part, asked_end, final_url)
+            self._ranged.set()
+            await self._stream(response, part)
+            if part.end is not None and part.pos < part.end:
                 raise RetryableError(
-                    f"connection closed after {format_bytes(part.pos)} of "
-                    f"{format_bytes(limit)} from {redact_url(final_url)}"
+                    f"connection closed at byte {part.pos} of {part.end} "
+                    f"from {redact_url(final_url)}"
                 )
-            return False
 
-    def _accept(self, response: httpx2.Response, part: _Part, url: str) -> int | None:
-        """Check an answer against what was asked. Returns the byte offset where this part's
-        body must end (None: unknown size, read to EOF)."""
+    def _accept(
+        self, response: httpx2.Response, part: Part, asked_end: int | None, url: str
+    ) -> None:
+        """Check an answer against what was asked; learn size, validator and range support."""
         shown = redact_url(url)
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
@@ -420,7 +473,8 @@ class FileTransfer:
             )
         validator = _strong_validator(response)
         length = _content_length(response)
-        if response.status_code == 206:
+        status = response.status_code
+        if status == 206:
             match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
             if match is None:
                 raise RetryableError(f"{shown} answered 206 without a valid Content-Range")
@@ -428,63 +482,70 @@ class FileTransfer:
             if self.size is None:
                 self._check_space(total - self.state.done.covered)
             if self.size is not None and total != self.size:
-                if self.spec.size is not None and part.start == 0:
+                if self.spec.size is not None and part.pos == 0:
                     raise _size_error(self.spec, total)
                 raise _Restart("the remote file changed size")
             if self.state.validator and validator and validator != self.state.validator:
                 raise _Restart("the remote file changed (its validator differs)")
-            expected_last = (part.end if part.end is not None else total) - 1
-            if first != part.start or last != expected_last:
+            expected_last = (asked_end if asked_end is not None else total) - 1
+            if first != part.pos or last != expected_last:
                 raise RetryableError(
                     f"{shown} answered bytes {first}-{last} to a request for bytes "
-                    f"{part.start}-{expected_last}"
+                    f"{part.pos}-{expected_last}"
                 )
             if length is not None and length != last - first + 1:
                 raise RetryableError(f"{shown} sent a Content-Length that contradicts its range")
             if self.size is None:
                 self.size = total
+                self.plan.size = total
+                part.end = total
             if self.state.validator is None:
-                if part.start > 0:
+                if part.pos > 0:
                     raise _Restart("the server offers no validator to prove the bytes match")
                 self.state.validator = validator
-            return last + 1
-        if response.status_code == 200:
-            if part.start > 0:
+            self._accepts_ranges = validator is not None
+            return
+        if status == 200:
+            if part.pos > 0:
                 # Range ignored or If-Range failed: the only safe thing is to begin again.
                 raise _Restart("the server answered a range request with the whole file")
             if self.spec.size is not None and length is not None and length != self.spec.size:
                 raise _size_error(self.spec, length)
-            if self.state.done.covered:
-                self._restart()  # a whole new body: nothing written before may be kept
+            if self.plan.written:
+                raise _Restart("the server sent a whole new body")
             if self.spec.size is None:
                 self.size = length
+                self.plan.size = length
                 self._check_space()
             self.state.validator = validator
             part.end = self.size
-            return self.size
-        if response.status_code == 416:
+            self._accepts_ranges = False
+            return
+        if status == 416:
             match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
-            if part.start == 0 and match is not None and int(match.group(1)) == 0:
+            if part.pos == 0 and match is not None and int(match.group(1)) == 0:
                 if self.spec.size not in (None, 0):
                     raise _size_error(self.spec, 0)
                 self.size = 0
-                return 0
+                self.plan.size = 0
+                part.end = 0
+                return
             raise _Restart("the server says the recorded range no longer exists")
-        raise RetryableError(f"{shown} answered an unexpected HTTP {response.status_code}")
+        raise RetryableError(f"{shown} answered an unexpected HTTP {status}")
 
-    async def _stream(self, response: httpx2.Response, part: _Part, limit: int | None) -> None:
+    async def _stream(self, response: httpx2.Response, part: Part) -> None:
+        """Write the body at the part's offsets until the part's (possibly shrinking) end."""
         fd = self._fd
-        hasher = self._hasher
-        meter = self.meter
         on_progress = self._on_progress
         try:
             async for chunk in response.aiter_raw():
+                end = part.end
                 n = len(chunk)
-                if limit is not None and part.pos + n > limit:
-                    chunk = chunk[: limit - part.pos]
-                    n = len(chunk)
-                    if n == 0:
-                        break
+                if end is not None and part.pos + n > end:
+                    n = end - part.pos  # a steal moved our end, or the server sent extra bytes
+                    if n <= 0:
+                        return
+                    chunk = chunk[:n]
                 try:
                     written = _pwrite(fd, chunk, part.pos)
                 except OSError as exc:
@@ -498,40 +559,37 @@ class FileTransfer:
                     raise
                 if written != n:  # short write: the disk filled up between checks
                     raise _space_error(self.part_path.parent, n - written, 0)
-                hasher.feed(part.pos, chunk)
                 part.pos += n
                 self.transferred += n
-                downloaded = self.downloaded
-                meter.add(downloaded)
-                on_progress(downloaded, self.size)
+                on_progress(self.plan.written, self.size)
                 self._checkpoint_soon()
-                if limit is not None and part.pos >= limit:
-                    break
+                if end is not None and part.pos >= end:
+                    return
         except httpx2.TimeoutException as exc:
             raise RetryableError(
                 f"no data for {self.settings.read_timeout:.0f} s from {redact_url(self.spec.url)}"
             ) from exc
         except httpx2.TransportError as exc:
             raise RetryableError(
-                f"connection lost after {format_bytes(part.pos)} ({type(exc).__name__})"
+                f"connection lost at byte {part.pos} ({type(exc).__name__})"
             ) from exc
 
     # -- verify and publish ---------------------------------------------------------------------
 
     def _check_complete(self) -> int:
-        assert self.size is not None
-        on_disk = os.fstat(self._fd).st_size
+        size = self.size
         covered = self.state.done.covered
-        if on_disk != self.size or covered != self.size:
+        on_disk = os.fstat(self._fd).st_size
+        if size is None or on_disk != size or covered != size:
             self.discard_on_failure()
             raise IntegrityError(
-                f"{self.spec.name}: expected {self.size} bytes but {covered} arrived; "
+                f"{self.spec.name}: expected {size} bytes but {covered} arrived; "
                 "nothing was saved.",
-                expected=self.size,
+                expected=size,
                 actual=covered,
                 hint="Re-run the download.",
             )
-        return self.size
+        return size
 
     def _check_digests(self, sha256: str | None, sha1: str | None) -> None:
         name = self.spec.name
@@ -556,8 +614,7 @@ class FileTransfer:
             )
 
     def discard_on_failure(self) -> None:
-        self.state.done.clear()
-        self._parts.clear()
+        self.plan.reset()
         self._close_partial()
         PartialState.discard(self.spec.target)
 
@@ -569,6 +626,23 @@ class FileTransfer:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
         _fsync_dir(target.parent)
+
+
+def _pick(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error to report from the workers (cancellation and restarts first)."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    for kind in (asyncio.CancelledError, _Restart, IntegrityError, InsufficientSpaceError):
+        for e in leaves:
+            if isinstance(e, kind):
+                return e
+    return leaves[0]
 
 
 def _datasync_and_close(fd: int) -> None:

@@ -1,0 +1,137 @@
+"""How a file's bytes are shared among connections (pure bookkeeping; no I/O).
+
+A *part* is one connection's assignment: bytes ``[start, end)``. ``pos`` is the next byte it
+will write and ``committed`` how far the durable state already records it. A part's ``end`` may
+shrink while it runs — another connection *steals* the second half of the largest remaining
+part, so a slow connection never leaves a long tail at 99%.
+
+Invariants (property-tested): the ranges of active parts never overlap each other or the
+durable set; every byte of ``[0, size)`` is eventually durable exactly once per transfer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._ranges import RangeSet
+
+__all__ = ["Part", "PartPlan"]
+
+#: Nothing is split into pieces smaller than this (per part, after a steal).
+MIN_PART = 1 << 20
+#: Steal boundaries are aligned to this (keeps writes page- and block-aligned).
+ALIGN = 1 << 16
+
+
+@dataclass(eq=False, slots=True)
+class Part:
+    start: int
+    end: int | None  # None: open-ended (size unknown)
+    pos: int = field(init=False)
+    committed: int = field(init=False)
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        self.pos = self.start
+        self.committed = self.start
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.end is None else max(0, self.end - self.pos)
+
+    def __repr__(self) -> str:
+        return f"Part({self.start}-{self.end} pos={self.pos} {'active' if self.active else 'idle'})"
+
+
+class PartPlan:
+    """The parts of one file and the durable ranges; decides what a free connection does next."""
+
+    def __init__(self, done: RangeSet, size: int | None) -> None:
+        self.done = done
+        self.size = size
+        self.parts: list[Part] = []
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def written(self) -> int:
+        """Bytes on disk: durable plus written since the last checkpoint."""
+        return self.done.covered + sum(p.pos - p.committed for p in self.parts)
+
+    def active(self) -> list[Part]:
+        return [p for p in self.parts if p.active]
+
+    def claimed(self) -> RangeSet:
+        """Durable bytes, bytes written but not yet durable, and what active parts will write."""
+        rs = RangeSet(self.done)
+        for p in self.parts:
+            rs.add(p.committed, p.pos)
+            if p.active and p.end is not None:
+                rs.add(p.pos, p.end)
+        return rs
+
+    def written_prefix(self) -> int:
+        """Length of the contiguous run of written bytes from offset 0 (what can be hashed)."""
+        rs = RangeSet(self.done)
+        for p in self.parts:
+            rs.add(p.committed, p.pos)
+        return rs.prefix()
+
+    def complete(self) -> bool:
+        return self.size is not None and not self.claimed().gaps(self.size) and not self.active()
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def first_part(self) -> Part:
+        """The probe: from the first missing byte to the end of that gap (open-ended when the
+        size is unknown)."""
+        if self.size is None:
+            part = Part(self.done.prefix(), None)
+        else:
+            start, end = self.done.gaps(self.size)[0]
+            part = Part(start, end)
+        self.parts.append(part)
+        return part
+
+    def next_part(self) -> Part | None:
+        """Work for a free connection: an unclaimed gap, else the second half of the largest
+        remaining part. None when nothing is worth splitting."""
+        if self.size is None:
+            return None
+        gaps = self.claimed().gaps(self.size)
+        if gaps:
+            start, end = gaps[0]
+            part = Part(start, end)
+            self.parts.append(part)
+            return part
+        victim = max(self.active(), key=lambda p: p.remaining, default=None)
+        if victim is None or victim.end is None or victim.remaining < 2 * MIN_PART:
+            return None
+        mid = victim.pos + victim.remaining // 2
+        mid -= mid % ALIGN
+        if mid - victim.pos < MIN_PART or victim.end - mid < MIN_PART:
+            return None
+        part = Part(mid, victim.end)
+        victim.end = mid
+        self.parts.append(part)
+        return part
+
+    def next_part_available(self) -> bool:
+        """Is there unclaimed work (without assigning it)?"""
+        return self.size is not None and bool(self.claimed().gaps(self.size))
+
+    def commit(self, marks: list[tuple[Part, int]]) -> None:
+        """Record ``[committed, pos)`` of each part as durable (after the data was synced) and
+        forget idle parts that have nothing left to record."""
+        for part, pos in marks:
+            if pos > part.committed:
+                self.done.add(part.committed, pos)
+                part.committed = pos
+        self.parts = [p for p in self.parts if p.active or p.pos > p.committed]
+
+    def marks(self) -> list[tuple[Part, int]]:
+        return [(p, p.pos) for p in self.parts if p.pos > p.committed]
+
+    def reset(self) -> None:
+        self.done.clear()
+        self.parts.clear()

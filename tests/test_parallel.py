@@ -1,0 +1,269 @@
+"""Several connections per file: correctness under faults, resume of every part, work stealing,
+and the bookkeeping invariants (property-tested). Speed is measured in benchmarks/, not here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nbmodels
+from nbmodels import _engine
+from nbmodels._transfer import RangeSet, partial_paths
+from nbmodels._transfer._file import auto_connections
+from nbmodels._transfer._parts import MIN_PART, Part, PartPlan
+from tests.conftest import payload
+from tests.faultserver import Fault, FaultServer
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1 << 20
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
+def _ranges(server: FaultServer, name: str) -> list[tuple[int, int | None, int]]:
+    """(start, end-inclusive or None, body bytes sent) of every GET of ``name``."""
+    out = []
+    for r in server.requests_for(name):
+        m = _RANGE.fullmatch(r.range or "")
+        if m:
+            out.append(
+                (int(m.group(1)), int(m.group(2)) if m.group(2) else None, r.body_bytes_sent)
+            )
+    return out
+
+
+def test_auto_connections_rule() -> None:
+    assert auto_connections(None) == 1
+    assert auto_connections(5 * MIB) == 1  # small files: one connection
+    assert auto_connections(64 * MIB) == 8
+    assert auto_connections(10 * 1024 * MIB) == 16
+
+
+def test_parallel_download_is_byte_exact_with_disjoint_ranges(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    data = payload(12 * MIB + 12345)
+    server.add_file("m.bin", data)
+    for _ in range(8):
+        server.add_fault("m.bin", Fault.trickle(4 * MIB))  # slow enough that workers overlap
+    digest = hashlib.sha256(data).hexdigest()
+    path = nbmodels.download(server.url("m.bin"), dir=tmp_path, connections=8, sha256=digest).wait(
+        60
+    )
+    assert path.read_bytes() == data
+    reqs = server.requests_for("m.bin")
+    assert len({r.connection_id for r in reqs}) >= 2  # really several connections
+    assert all(r.range is not None for r in reqs)
+    # Bytes sent never exceed the file by more than the unread tails of stolen parts.
+    assert sum(r.body_bytes_sent for r in reqs) < len(data) + 8 * 2 * MIB
+
+
+def test_every_part_is_validated_and_faults_are_survived(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    data = payload(10 * MIB)
+    server.add_file("m.bin", data)
+    server.add_fault("m.bin", Fault.trickle(3 * MIB))
+    server.add_fault("m.bin", Fault.drop(after=300_000))
+    server.add_fault("m.bin", Fault.bad_content_range(start=7))
+    server.add_fault("m.bin", Fault.error(503, retry_after=0))
+    server.add_fault("m.bin", Fault.drop(after=10, rst=True))
+    path = nbmodels.download(server.url("m.bin"), dir=tmp_path, connections=6).wait(60)
+    assert path.read_bytes() == data
+    statuses = [r.status for r in server.requests_for("m.bin")]
+    assert 503 in statuses
+
+
+def test_a_server_without_range_support_gets_one_connection(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    data = payload(4 * MIB)
+    server.add_file("m.bin", data, accept_ranges=False)
+    server.add_fault("m.bin", Fault.no_range(), times=-1)
+    path = nbmodels.download(server.url("m.bin"), dir=tmp_path, connections=8).wait(60)
+    assert path.read_bytes() == data
+    assert len(server.requests_for("m.bin")) == 1
+
+
+def test_a_part_whose_validator_changes_restarts_the_whole_file(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    old, new = payload(6 * MIB, seed=1), payload(6 * MIB, seed=2)
+    server.add_file("m.bin", old)
+    server.add_fault("m.bin", Fault.trickle(2 * MIB))
+    server.add_fault("m.bin", Fault.update(new))  # the second connection sees a new file
+    path = nbmodels.download(server.url("m.bin"), dir=tmp_path, connections=4).wait(60)
+    assert path.read_bytes() == new  # never a mix of the two
+
+
+def test_slow_connection_work_is_stolen(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    data = payload(8 * MIB)
+    server.add_file("m.bin", data)
+    server.add_fault("m.bin", Fault.trickle(300_000))  # the probe connection is very slow
+    path = nbmodels.download(server.url("m.bin"), dir=tmp_path, connections=4).wait(60)
+    assert path.read_bytes() == data
+    (probe_start, probe_end, probe_sent), *others = _ranges(server, "m.bin")
+    assert probe_start == 0 and probe_end is None  # the probe asks for everything
+    assert probe_sent < len(data) // 2  # it was relieved of most of its range
+    assert others and all(start > 0 for start, _e, _s in others)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, nbmodels
+    job = nbmodels.download(sys.argv[1], dir=sys.argv[2], connections=4)
+    print(job.wait(120), flush=True)
+    """
+)
+
+
+def test_killed_parallel_download_resumes_every_part(server: FaultServer, tmp_path: Path) -> None:
+    data = payload(8 * MIB)
+    server.add_file("m.bin", data)
+    for _ in range(8):
+        server.add_fault("m.bin", Fault.trickle(256 * 1024))
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "NBMODELS_HOME": str(tmp_path / "home"),
+        "NBMODELS_CHECKPOINT_INTERVAL": "0.2",
+    }
+    cmd = [sys.executable, "-c", CHILD, server.url("m.bin"), str(out)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _part, state_path = partial_paths(out / "m.bin")
+    deadline = time.monotonic() + 60
+    done: list[list[int]] = []
+    while time.monotonic() < deadline:
+        try:
+            done = json.loads(state_path.read_text())["done"]
+        except (OSError, ValueError, KeyError):
+            done = []
+        if len(done) >= 2 and sum(e - s for s, e in done) > MIB:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert len(done) >= 2, "several parts were durable at the kill"
+    durable = RangeSet((s, e) for s, e in done)
+    server.clear_log()
+    second = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert (out / "m.bin").read_bytes() == data
+    for start, end, _sent in _ranges(server, "m.bin"):
+        last = len(data) - 1 if end is None else end
+        assert not durable.contains(start, last + 1), "a durable range was fetched again"
+    assert sum(r.body_bytes_sent for r in server.log) <= len(data) - durable.covered + 8 * MIB
+
+
+# -- the bookkeeping, property-tested ---------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 40 * MIB),
+    seed=st.integers(0, 2**32 - 1),
+    done_cuts=st.lists(st.integers(0, 40 * MIB), max_size=6),
+)
+def test_parts_cover_every_byte_exactly_once(size: int, seed: int, done_cuts: list[int]) -> None:
+    """Any sequence of progress, steals, failures and checkpoints writes each byte once."""
+    rnd = random.Random(seed)
+    done = RangeSet()
+    cuts = sorted(c % size for c in done_cuts)
+    for a, b in zip(cuts[::2], cuts[1::2], strict=False):
+        done.add(a, b)
+    already = RangeSet(done)
+    plan = PartPlan(done, size)
+    writes = [0] * 0  # unused placeholder for readability of the model below
+    written = RangeSet()
+    overlap = 0
+    if not done.gaps(size):
+        return
+    workers: list[Part] = [plan.first_part()]
+    for _step in range(2000):
+        if not workers:
+            part = plan.next_part()
+            if part is None:
+                break
+            workers.append(part)
+        action = rnd.random()
+        w = rnd.choice(workers)
+        if action < 0.6:  # progress: write some bytes at pos
+            assert w.end is not None
+            n = min(w.end - w.pos, rnd.randint(1, 3 * MIB))
+            if written.contains(w.pos, w.pos + n) or already.contains(w.pos, w.pos + n):
+                overlap += n
+            before = written.covered
+            written.add(w.pos, w.pos + n)
+            overlap += n - (written.covered - before)
+            w.pos += n
+            if w.pos >= w.end:
+                w.active = False
+                workers.remove(w)
+        elif action < 0.75:  # a new connection joins (maybe stealing)
+            part = plan.next_part()
+            if part is not None:
+                workers.append(part)
+        elif action < 0.85:  # a connection fails and leaves; its rest returns to the pool
+            w.active = False
+            workers.remove(w)
+        else:  # checkpoint
+            plan.commit(plan.marks())
+        for p in plan.active():  # invariant: active parts never overlap claimed bytes of others
+            assert p.end is None or p.pos <= p.end
+    plan.commit(plan.marks())
+    assert overlap == 0
+    if not workers and plan.next_part() is None:
+        assert plan.done.gaps(size) == []
+        assert written.covered + already.covered - _intersection(written, already) == size
+    del writes
+
+
+def _intersection(a: RangeSet, b: RangeSet) -> int:
+    total = 0
+    for s1, e1 in a:
+        for s2, e2 in b:
+            total += max(0, min(e1, e2) - max(s1, s2))
+    return total
+
+
+def test_steal_leaves_both_halves_at_least_min_part() -> None:
+    plan = PartPlan(RangeSet(), 10 * MIB)
+    first = plan.first_part()
+    first.pos = 1 * MIB
+    stolen = plan.next_part()
+    assert stolen is not None and first.end == stolen.start
+    assert first.end - first.pos >= MIN_PART and stolen.end is not None
+    assert stolen.end - stolen.start >= MIN_PART
+    tiny = PartPlan(RangeSet([(0, 10 * MIB - MIB)]), 10 * MIB)
+    last = tiny.first_part()
+    assert tiny.next_part() is None and last.remaining == MIB  # too small to split
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_verified_parallel_download_detects_corruption(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path, connections: int
+) -> None:
+    data = payload(5 * MIB)
+    server.add_file("m.bin", data)
+    wrong = hashlib.sha256(data + b"x").hexdigest()
+    job = nbmodels.download(
+        server.url("m.bin"), dir=tmp_path, connections=connections, sha256=wrong
+    )
+    with pytest.raises(nbmodels.IntegrityError):
+        job.wait(60)
+    assert not (tmp_path / "m.bin").exists()
