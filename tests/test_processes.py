@@ -79,7 +79,7 @@ def test_sigkill_mid_download_then_resume_in_a_new_process(
     size = 4 * 1024 * 1024
     data = payload(size)
     server.add_file("m.bin", data)
-    server.add_fault("m.bin", Fault.trickle(1_000_000))
+    server.add_fault("m.bin", Fault.trickle(1_000_000), times=-1)
     home, out = tmp_path / "home", tmp_path / "out"
     target = out / "m.bin"
     first = _child(server.url("m.bin"), out, home)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx2
 
@@ -36,8 +37,16 @@ from .._progress import format_bytes
 from .._redact import redact_url
 from ..errors import InsufficientSpaceError, IntegrityError, NetworkError
 from ._hasher import PrefixHasher
-from ._http import Credential, RetryableError, backoff_delay, open_stream
+from ._http import (
+    USER_AGENT,
+    Credential,
+    RetryableError,
+    backoff_delay,
+    open_stream,
+    parse_retry_after,
+)
 from ._parts import Part, PartPlan
+from ._rawbody import RawHead, Unsupported, raw_ranged_get, usable_for
 from ._state import PartialState, partial_paths
 
 __all__ = ["FileSpec", "FileTransfer", "TransferResult"]
@@ -91,6 +100,8 @@ INITIAL_CONNECTIONS = 4
 #: The controller's measuring window, and the gain that justifies more connections.
 CONTROL_INTERVAL = 1.0
 GROWTH_GAIN = 1.15
+#: Parts with at least this much left move to the fast path (a new connection).
+FAST_PATH_MIN = 4 << 20
 #: The background hasher works when at least this much new prefix is waiting.
 HASH_STEP = 8 << 20
 
@@ -146,6 +157,10 @@ class FileTransfer:
         self._controller: asyncio.Task[None] | None = None
         self._failures = 0
         self._grow = True
+        self._written = 0
+        self._direct_url: str | None = None
+        self._fast_path = True
+        self._sink_error: Exception | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -160,7 +175,8 @@ class FileTransfer:
         self._open_partial()
         try:
             self._check_space()
-            self._on_progress(self.downloaded, self.size)
+            self._written = self.plan.written
+            self._on_progress(self._written, self.size)
             await self._download()
             self._on_status("verifying")
             size = self._check_complete()
@@ -274,7 +290,9 @@ class FileTransfer:
         self.plan.size = self.size
         self.state.validator = None
         self._hasher.reset()
+        self._direct_url = None
         os.ftruncate(self._fd, 0)
+        self._written = 0
         self._on_progress(0, self.size)
 
     def _check_space(self, extra_needed: int | None = None) -> None:
@@ -434,7 +452,17 @@ class FileTransfer:
     # -- one request ----------------------------------------------------------------------------
 
     async def _fetch(self, part: Part) -> None:
-        """One request for the rest of ``part``; streams into the partial file."""
+        """One request for the rest of ``part``: the fast path once the probe has found a
+        plain final URL, httpx2 otherwise."""
+        if self._direct_url is not None and part.end is not None:
+            try:
+                await self._fetch_raw(part, self._direct_url)
+                return
+            except Unsupported:
+                self._direct_url = None  # e.g. an expired signed URL: back through httpx2
+        await self._fetch_httpx(part)
+
+    async def _fetch_httpx(self, part: Part) -> None:
         headers = {"Accept-Encoding": "identity"}
         asked_end = part.end
         if part.end is not None or part.pos > 0 or self.size is None:
@@ -442,6 +470,7 @@ class FileTransfer:
             headers["Range"] = f"bytes={part.pos}-{last}"
             if part.pos > 0 and self.state.validator:
                 headers["If-Range"] = self.state.validator
+        switch_to: str | None = None
         async with open_stream(
             self.client,
             self.spec.url,
@@ -453,16 +482,96 @@ class FileTransfer:
         ) as (response, final_url):
             self._accept(response, part, asked_end, final_url)
             self._ranged.set()
-            await self._stream(response, part)
-            if part.end is not None and part.pos < part.end:
-                raise RetryableError(
-                    f"connection closed at byte {part.pos} of {part.end} "
-                    f"from {redact_url(final_url)}"
-                )
+            if self._fast_path_for(part, final_url):
+                switch_to = self._direct_url = final_url
+            else:
+                await self._stream(response, part)
+        if switch_to is not None:
+            try:
+                await self._fetch_raw(part, switch_to)
+                return
+            except Unsupported:
+                self._direct_url = None
+                self._fast_path = False
+                await self._fetch_httpx(part)
+                return
+        if part.end is not None and part.pos < part.end:
+            raise RetryableError(
+                f"connection closed at byte {part.pos} of {part.end} from {redact_url(final_url)}"
+            )
 
-    def _accept(
-        self, response: httpx2.Response, part: Part, asked_end: int | None, url: str
-    ) -> None:
+    def _fast_path_for(self, part: Part, url: str) -> bool:
+        """Bulk bytes take the fast path when ranges work, the rest is big enough to be worth
+        a new connection, and no credential would be needed for the final URL."""
+        if not (self._fast_path and self._accepts_ranges and part.end is not None):
+            return False
+        if part.end - part.pos < FAST_PATH_MIN:
+            return False
+        if self.spec.credential is not None and self.spec.credential.headers_for(url):
+            return False
+        return usable_for(url)
+
+    async def _fetch_raw(self, part: Part, url: str) -> None:
+        assert part.end is not None
+        asked_end = part.end
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",
+            "Range": f"bytes={part.pos}-{part.end - 1}",
+        }
+        if self.state.validator:
+            headers["If-Range"] = self.state.validator
+        shown = redact_url(url)
+
+        def check(head: RawHead) -> int:
+            status = head.status_code
+            if status in (408, 429) or status >= 500:
+                raise RetryableError(
+                    f"HTTP {status} from {shown}",
+                    retry_after=parse_retry_after(
+                        head.headers.get("Retry-After"), cap=self.settings.retry_after_cap
+                    ),
+                )
+            if status != 206 or "chunked" in head.headers.get("Transfer-Encoding", "").lower():
+                raise Unsupported(f"HTTP {status}")
+            self._accept(head, part, asked_end, url)
+            length = _content_length(head)
+            if length is None:
+                raise Unsupported("no Content-Length")
+            return length
+
+        self._sink_error = None
+
+        def sink(data: memoryview) -> bool:
+            # Runs inside the protocol callback: never raise there; report afterwards.
+            try:
+                return self._write(part, data)
+            except Exception as exc:  # noqa: BLE001 - re-raised by _fetch_raw below
+                self._sink_error = exc
+                return False
+
+        try:
+            await raw_ranged_get(
+                url,
+                headers,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                check=check,
+                sink=sink,
+            )
+        except TimeoutError as exc:
+            raise RetryableError(
+                f"no data for {self.settings.read_timeout:.0f} s from {shown}"
+            ) from exc
+        except (ConnectionError, OSError) as exc:
+            if self._sink_error is None:
+                raise RetryableError(f"connection to {shown} lost at byte {part.pos}") from exc
+        if self._sink_error is not None:
+            raise self._sink_error
+        if part.end is not None and part.pos < part.end:
+            raise RetryableError(f"connection closed at byte {part.pos} of {part.end} from {shown}")
+
+    def _accept(self, response: _Answer, part: Part, asked_end: int | None, url: str) -> None:
         """Check an answer against what was asked; learn size, validator and range support."""
         shown = redact_url(url)
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -535,35 +644,9 @@ class FileTransfer:
 
     async def _stream(self, response: httpx2.Response, part: Part) -> None:
         """Write the body at the part's offsets until the part's (possibly shrinking) end."""
-        fd = self._fd
-        on_progress = self._on_progress
         try:
             async for chunk in response.aiter_raw():
-                end = part.end
-                n = len(chunk)
-                if end is not None and part.pos + n > end:
-                    n = end - part.pos  # a steal moved our end, or the server sent extra bytes
-                    if n <= 0:
-                        return
-                    chunk = chunk[:n]
-                try:
-                    written = _pwrite(fd, chunk, part.pos)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        remaining = (self.size or part.pos + n) - self.downloaded
-                        raise _space_error(
-                            self.part_path.parent,
-                            remaining,
-                            shutil.disk_usage(self.part_path.parent).free,
-                        ) from exc
-                    raise
-                if written != n:  # short write: the disk filled up between checks
-                    raise _space_error(self.part_path.parent, n - written, 0)
-                part.pos += n
-                self.transferred += n
-                on_progress(self.plan.written, self.size)
-                self._checkpoint_soon()
-                if end is not None and part.pos >= end:
+                if not self._write(part, chunk):
                     return
         except httpx2.TimeoutException as exc:
             raise RetryableError(
@@ -573,6 +656,33 @@ class FileTransfer:
             raise RetryableError(
                 f"connection lost at byte {part.pos} ({type(exc).__name__})"
             ) from exc
+
+    def _write(self, part: Part, chunk: bytes | memoryview) -> bool:
+        """Write one received chunk at the part's position; False once the part is complete.
+        The hot path of every transfer: constant work per chunk."""
+        end = part.end
+        n = len(chunk)
+        if end is not None and part.pos + n > end:
+            n = end - part.pos  # a steal moved our end, or the server sent extra bytes
+            if n <= 0:
+                return False
+            chunk = chunk[:n]
+        try:
+            written = _pwrite(self._fd, chunk, part.pos)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                where = self.part_path.parent
+                remaining = (self.size or part.pos + n) - self._written
+                raise _space_error(where, remaining, shutil.disk_usage(where).free) from exc
+            raise
+        if written != n:  # short write: the disk filled up between checks
+            raise _space_error(self.part_path.parent, n - written, 0)
+        part.pos += n
+        self.transferred += n
+        self._written += n
+        self._on_progress(self._written, self.size)
+        self._checkpoint_soon()
+        return end is None or part.pos < end
 
     # -- verify and publish ---------------------------------------------------------------------
 
@@ -652,7 +762,17 @@ def _datasync_and_close(fd: int) -> None:
         os.close(fd)
 
 
-def _strong_validator(response: httpx2.Response) -> str | None:
+class _Answer(Protocol):
+    """What the checks read from an answer (an httpx2 response or a raw head)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx2.Headers: ...
+
+
+def _strong_validator(response: _Answer) -> str | None:
     etag = response.headers.get("ETag")
     if etag and not etag.startswith("W/") and len(etag) <= 512:
         return etag
@@ -662,7 +782,7 @@ def _strong_validator(response: httpx2.Response) -> str | None:
     return None
 
 
-def _content_length(response: httpx2.Response) -> int | None:
+def _content_length(response: _Answer) -> int | None:
     raw = response.headers.get("Content-Length")
     if raw is None or not raw.strip().isdigit():
         return None

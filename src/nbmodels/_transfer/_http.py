@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 Origin = tuple[str, str, int]
+USER_AGENT = "nbmodels/0.1"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -85,7 +86,7 @@ def make_client(settings: Settings) -> httpx2.AsyncClient:
         timeout=timeout,
         limits=limits,
         follow_redirects=False,
-        headers={"User-Agent": "nbmodels/0.1", "Accept-Encoding": "identity"},
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     )
 
 

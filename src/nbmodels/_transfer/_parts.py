@@ -18,7 +18,7 @@ from ._ranges import RangeSet
 __all__ = ["Part", "PartPlan"]
 
 #: Nothing is split into pieces smaller than this (per part, after a steal).
-MIN_PART = 1 << 20
+MIN_PART = 256 << 10
 #: Steal boundaries are aligned to this (keeps writes page- and block-aligned).
 ALIGN = 1 << 16
 
