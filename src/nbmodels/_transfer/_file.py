@@ -311,12 +311,19 @@ class FileTransfer:
 
     async def _download(self) -> None:
         restarts = 0
+        passes = 0
         while True:
             if self.size is not None and not self.state.done.gaps(self.size):
                 return
+            passes += 1
+            if passes > 1 + restarts + self.settings.max_attempts:
+                raise NetworkError(
+                    f"{redact_url(self.spec.url)} ended every connection before the file was "
+                    f"complete ({format_bytes(self.downloaded)} of {format_bytes(self.size or 0)})."
+                    " Re-run to resume."
+                )
             try:
-                await self._download_once()
-                return
+                await self._download_once()  # then the loop checks that nothing is missing
             except _Restart as exc:
                 restarts += 1
                 if restarts > 3:
