@@ -560,3 +560,16 @@ def test_signed_url_query_never_reaches_registry_or_errors(
     for f in db.parent.iterdir():
         if f.name.startswith("jobs.sqlite3"):
             assert b"supersecret" not in f.read_bytes()
+
+
+def test_resume_right_after_pause_never_leaves_the_job_paused(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    data = payload(SIZE)
+    server.add_file("m.bin", data)
+    server.add_fault("m.bin", Fault.trickle(400_000), times=-1)
+    job = _download(server, "m.bin", tmp_path)
+    wait_for(lambda: job.progress.downloaded_bytes > 10_000, what="some bytes")
+    assert job.pause()
+    assert job.resume()  # before the pause has landed
+    assert job.wait(60).read_bytes() == data

@@ -55,6 +55,7 @@ __all__ = [
     "format_progress",
     "history",
     "jobs",
+    "panel",
     "resolve",
 ]
 
@@ -93,11 +94,25 @@ def history() -> list[Job]:
     return get_engine().history()
 
 
+def panel() -> Any:
+    """A live widget with every job of this and earlier sessions, newest first: a form to submit
+    a reference, retry for failed or interrupted jobs, pause / resume / cancel for running ones.
+    Needs the ``notebook`` extra (anywidget)."""
+    from .notebook import panel as _panel  # type: ignore[import-not-found,unused-ignore]
+
+    return _panel()
+
+
 def _maybe_display(job: Job, opts: Options) -> None:
     """In a notebook kernel, show the job's widget (the notebook layer decides; the core never
     imports IPython itself)."""
     import sys
 
+    if "nbmodels.notebook" not in sys.modules and "ipykernel" in sys.modules:
+        # In a kernel without %load_ext: the notebook layer shows the widget all the same.
+        import importlib
+
+        importlib.import_module("nbmodels.notebook")
     hook = getattr(sys.modules.get("nbmodels.notebook"), "auto_display", None)
     if hook is not None:
         hook(job, explicit=opts.display is True)

@@ -241,8 +241,7 @@ class Engine:
                     stop = job._take_stop()
                     if stop == "pause":
                         job._set_status("paused")
-                        job._resume_event.clear()
-                        await job._resume_event.wait()
+                        await job._resume_event.wait()  # set at once if resume() came early
                         stop = job._take_stop()
                         if stop is None:
                             job._set_status("queued")

@@ -295,12 +295,17 @@ class Job:
         if self._snapshot.done or self._status == "paused" or self._stop is not None:
             return False
         self._stop = "pause"
+        if self._resume_event is not None:
+            self._resume_event.clear()
         if self._attempt is not None:
             self._attempt.cancel()
         return True
 
     def _resume_in_loop(self) -> bool:
-        if self._status != "paused" or self._resume_event is None:
+        # Also when the pause has been asked for but has not landed yet: the job then goes
+        # straight back to the queue instead of staying paused.
+        pausing = self._status == "paused" or self._stop == "pause"
+        if not pausing or self._resume_event is None:
             return False
         self._resume_event.set()
         return True

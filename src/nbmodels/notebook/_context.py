@@ -1,0 +1,57 @@
+"""Where the notebook layer is running: the IPython shell, widget support, and whether the
+current code is a widget's message handler (which must never display anything)."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["current_shell", "in_widget_handler", "widget_handler", "widgets_supported"]
+
+_IN_HANDLER: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "nbmodels_in_widget_handler", default=False
+)
+
+#: ``NBMODELS_WIDGETS=0`` forces the text fallback, ``1`` forces widgets.
+WIDGETS_ENV = "NBMODELS_WIDGETS"
+
+
+@contextlib.contextmanager
+def widget_handler() -> Iterator[None]:
+    """Mark the code inside as a widget message handler (it may run on a kernel subshell thread
+    while another cell runs: anything it displayed would land in an unrelated output)."""
+    token = _IN_HANDLER.set(True)
+    try:
+        yield
+    finally:
+        _IN_HANDLER.reset(token)
+
+
+def in_widget_handler() -> bool:
+    return _IN_HANDLER.get()
+
+
+def current_shell() -> Any | None:
+    """The running IPython shell, or None (plain Python; IPython not even imported)."""
+    if "IPython" not in sys.modules:
+        return None
+    from IPython import get_ipython
+
+    return get_ipython()
+
+
+def widgets_supported(shell: Any | None) -> bool:
+    """True in a Jupyter kernel (JupyterLab, Notebook, VS Code, Colab: all run ipykernel's
+    ``ZMQInteractiveShell``) with anywidget installed; False in terminal IPython."""
+    forced = os.environ.get(WIDGETS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1" and importlib.util.find_spec("anywidget") is not None
+    if shell is None:
+        return False
+    kernel = any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
+    return kernel and importlib.util.find_spec("anywidget") is not None

@@ -1,0 +1,190 @@
+"""``%model_download`` / ``%%model_download`` and ``%model_panel``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.display import display
+from IPython.utils.text import DollarFormatter
+
+from .._cliopts import UsageError, build_parser, parse_command
+from .._job import Job
+from .._options import Options
+from ..errors import NbmodelsError
+from ._context import widgets_supported
+from ._state import one_line, plain_text, status_label
+from ._text import TextProgress
+
+__all__ = ["ModelMagics", "run_download"]
+
+PROG = "%model_download"
+MORE = f"See {PROG}? for the accepted forms."
+#: Seconds per wait step (the text line is redrawn between steps; interrupts land in a step).
+WAIT_STEP = 0.5
+
+_INTRO = """\
+Download model files into the notebook, with live progress (blocking by default).
+
+    %model_download REF [REF ...] [options]
+    path = %model_download owner/repo:Q4_K_M
+    paths = %model_download https://example.org/a.gguf owner/repo file.gguf --dir models
+    job = %model_download -b https://example.org/model.gguf
+
+    %%model_download --dir models
+    owner/repo:Q4_K_M
+    https://example.org/other.bin
+
+Returns a pathlib.Path for one reference, a list of Paths for several; with -b/--background
+the Job (or list of Jobs) at once, showing its widget. {var} and $var expand to Python values
+(in the cell form too). Interrupting the kernel pauses the download(s) and keeps the partial
+data: run the cell again to resume. An error prints one line and returns None.
+
+References:
+    https://example.org/model.gguf    any http(s) URL
+    owner/repo:Q4_K_M                 the GGUF file(s) of a quant (also hf:owner/repo:Q4_K_M)
+    owner/repo file.gguf              one file of a repository (two words)
+    owner/repo/path/file.gguf#rev     one file at a revision
+    owner/repo                        a GGUF repo's default quant, or the whole snapshot
+                                      (filter with --include / --exclude)
+
+"""
+
+
+def _help() -> str:
+    return _INTRO + build_parser(PROG).format_help()
+
+
+def _error(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _wait_step(job: Job, timeout: float) -> Path:
+    """One bounded wait (tests replace this to simulate a kernel interrupt)."""
+    return job.wait(timeout)
+
+
+def _wait_all(jobs: Sequence[Job], progress: TextProgress | None) -> list[Path | BaseException]:
+    """Wait for every job from this (the cell's) thread, redrawing the text line between steps."""
+    results: list[Path | BaseException] = []
+    for job in jobs:
+        while True:
+            if progress is not None:
+                progress.update()
+            try:
+                results.append(_wait_step(job, WAIT_STEP))
+            except TimeoutError:
+                continue
+            except NbmodelsError as exc:
+                results.append(exc)
+            break
+    return results
+
+
+def _pause_all(jobs: Sequence[Job]) -> None:
+    paused = [job for job in jobs if job.pause()]
+    if paused:
+        what = paused[0].ref if len(paused) == 1 else f"{len(paused)} downloads"
+        print(
+            f"Paused {what}; the partial data is kept. Run the cell again to resume.",
+            flush=True,
+        )
+    else:
+        print("Interrupted; nothing was downloading.", flush=True)
+
+
+def run_download(line: str, body: str | None, shell: Any) -> Any:
+    """The magic's work, given the (already expanded) line and cell body."""
+    try:
+        cmd = parse_command(line, prog=PROG, body=body)
+        if not cmd.refs:
+            raise UsageError(f"{PROG}: give at least one reference (see {PROG}?)")
+        Options.create(**cmd.options)  # check every option before anything starts
+    except (ValueError, TypeError) as exc:
+        _error(str(exc) if isinstance(exc, UsageError) else one_line(exc))
+        return None
+    text_mode = not cmd.quiet and not widgets_supported(shell)
+    jobs: list[Job] = []
+    progress: TextProgress | None = None
+    failed = False
+    try:
+        for ref in cmd.refs:
+            try:
+                jobs.append(download(ref, display=False if cmd.quiet else None, **cmd.options))
+            except (NbmodelsError, ValueError, TypeError) as exc:
+                _error(one_line(exc, more=MORE))
+                failed = True
+        if cmd.background:
+            if not jobs or (failed and len(cmd.refs) == 1):
+                return None
+            return jobs[0] if len(cmd.refs) == 1 else jobs
+        progress = TextProgress(jobs) if text_mode and jobs else None
+        results = _wait_all(jobs, progress)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        _pause_all(jobs)
+        return None
+    if progress is not None:
+        progress.close()
+    paths: list[Path] = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, BaseException):
+            _error(one_line(result, more=MORE))
+            failed = True
+        else:
+            paths.append(result)
+            if text_mode:
+                print(f"{status_label(job.status)}: {result}", flush=True)
+    if failed:
+        return None
+    return paths[0] if len(cmd.refs) == 1 else paths
+
+
+def download(ref: str, **options: Any) -> Job:
+    """``nbmodels.download`` (looked up at call time, so tests and reloads see the current one)."""
+    import nbmodels
+
+    return nbmodels.download(ref, **options)
+
+
+def _expand(shell: Any, text: str) -> str:
+    """``{var}`` / ``$var`` expansion of a cell body, as IPython does for a magic's line."""
+    try:
+        return DollarFormatter().vformat(text, args=[], kwargs=dict(shell.user_ns))
+    except Exception:  # noqa: BLE001 - IPython leaves text it cannot expand as is; so do we
+        return text
+
+
+@magics_class
+class ModelMagics(Magics):
+    """The nbmodels magics (``%load_ext nbmodels``)."""
+
+    @line_cell_magic
+    def model_download(self, line: str, cell: str | None = None) -> Any:
+        body = None if cell is None else _expand(self.shell, cell)
+        return run_download(line, body, self.shell)
+
+    model_download.__doc__ = _help()
+
+    @line_magic
+    def model_panel(self, line: str = "") -> None:
+        """Show every download of this and earlier sessions, live, newest first, with a form to
+        start one and buttons to retry, pause, resume and cancel (same as ``nbmodels.panel()``).
+        Outside a widget front end, prints one line per job."""
+        del line
+        if widgets_supported(self.shell):
+            from ._display import panel
+
+            display(panel())  # type: ignore[no-untyped-call]
+            return
+        import nbmodels
+
+        jobs = nbmodels.history()
+        if not jobs:
+            print("No downloads yet.")
+        for job in jobs:
+            print(plain_text(job.snapshot()))

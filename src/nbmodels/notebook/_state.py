@@ -1,0 +1,103 @@
+"""What the widget front end receives: a job's full snapshot as a JSON-ready dict.
+
+Everything the JavaScript shows is computed here, so there is one formatter
+(:func:`nbmodels.format_progress`) and one notion of which buttons apply; the ESM only draws.
+Pure functions, no widget library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .._progress import ACTIVE_STATUSES, INTERRUPTED, JobSnapshot, format_progress
+from ..errors import NbmodelsError
+
+__all__ = [
+    "allowed_actions",
+    "display_name",
+    "job_state",
+    "one_line",
+    "plain_text",
+    "status_label",
+]
+
+_RUNNING = ("queued", "resolving", "downloading", "verifying")
+_RETRYABLE = ("failed", "canceled", INTERRUPTED)
+
+
+def allowed_actions(status: str, *, read_only: bool = False) -> list[str]:
+    """The buttons that apply to a job in ``status`` (in display order)."""
+    if status in _RETRYABLE:
+        return ["retry"]
+    if read_only:
+        return []
+    if status in _RUNNING:
+        return ["pause", "cancel"]
+    if status == "paused":
+        return ["resume", "cancel"]
+    return []
+
+
+def status_label(status: str) -> str:
+    """``already_downloaded`` -> ``already downloaded``."""
+    return status.replace("_", " ")
+
+
+def display_name(snap: JobSnapshot) -> str:
+    """A short name for the job: its only file, else the reference (a URL's file name)."""
+    if len(snap.files) == 1 and snap.files[0].name:
+        return snap.files[0].name
+    ref = snap.ref
+    if "://" in ref:
+        path = urlsplit(ref).path.rstrip("/")
+        tail = unquote(path.rsplit("/", 1)[-1]) if path else ""
+        return tail or ref
+    return ref
+
+
+def job_state(snap: JobSnapshot, *, read_only: bool = False) -> dict[str, Any]:
+    """The ``state`` trait of a job: ``snap.to_dict()`` plus the display fields the ESM needs
+    (``name``, ``status_label``, ``actions``, ``read_only`` and each file's ``text``)."""
+    data = snap.to_dict()
+    data["files"] = [
+        {
+            **f.to_dict(),
+            "text": format_progress(f.progress, status=f.status),
+            "status_label": status_label(f.status),
+        }
+        for f in snap.files
+    ]
+    data["name"] = display_name(snap)
+    data["status_label"] = status_label(snap.status)
+    data["read_only"] = read_only
+    data["actions"] = allowed_actions(snap.status, read_only=read_only)
+    data["active"] = snap.status in ACTIVE_STATUSES
+    return data
+
+
+def plain_text(snap: JobSnapshot) -> str:
+    """The one-line ``text/plain`` form: ``model.gguf — downloading · 1.2 GB / 4.5 GB · 27% ...``
+    (with the path once done, the error once failed)."""
+    head = f"{display_name(snap)} — {status_label(snap.status)}"
+    if snap.error:
+        return f"{head}: {snap.error.splitlines()[0]}"
+    text = format_progress(snap.progress, status=snap.status)
+    if snap.status in ("completed", "already_downloaded") and snap.path:
+        return f"{head} · {text} · {snap.path}"
+    return f"{head} · {text}"
+
+
+def one_line(exc: BaseException, *, more: str = "") -> str:
+    """``Type: fact and next step`` on one line (what the magic and the widgets show of an
+    error). A hint that spans several lines (a list of accepted forms) is replaced by ``more``."""
+    if isinstance(exc, NbmodelsError):
+        hint = exc.hint or ""
+        text = exc.fact if "\n" in hint else str(exc)
+        if "\n" in hint and more:
+            text = f"{text} {more}"
+    else:
+        text = str(exc)
+    lines = text.strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -1,0 +1,413 @@
+"""``%model_download`` / ``%%model_download`` / ``%model_panel`` in a real in-process IPython
+shell, against the fault server; and the shared flag table (``nbmodels._cliopts``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("IPython")
+
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+import nbmodels
+from nbmodels import _cliopts, _engine
+from nbmodels._transfer import partial_paths
+from nbmodels.notebook import _magic
+from tests.conftest import payload
+from tests.faultserver import Fault, FaultServer
+
+SIZE = 600_000
+
+
+@pytest.fixture(scope="module")
+def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveShell]:
+    """One in-process shell (IPython keeps a singleton), with no history database."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
+        config = Config()
+        config.HistoryManager.enabled = False
+        sh = InteractiveShell.instance(config=config)
+        yield sh
+
+
+@pytest.fixture
+def ip(
+    shell: InteractiveShell, engine: _engine.Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InteractiveShell]:
+    """The shell with the extension loaded, a fresh engine, and the text fallback."""
+    monkeypatch.setenv("NBMODELS_WIDGETS", "0")
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    shell.run_line_magic("load_ext", "nbmodels")
+    names = set(shell.user_ns)
+    yield shell
+    shell.run_line_magic("unload_ext", "nbmodels")
+    for name in set(shell.user_ns) - names:
+        del shell.user_ns[name]
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "out"
+
+
+def run(ip: InteractiveShell, code: str) -> Any:
+    result = ip.run_cell(code)
+    assert result.error_before_exec is None and result.error_in_exec is None, result
+    return result.result
+
+
+def add(server: FaultServer, name: str, size: int = SIZE, rate: float | None = None) -> str:
+    server.add_file(name, payload(size, seed=len(name)))
+    if rate is not None:
+        for _ in range(4):
+            server.add_fault(name, Fault.trickle(rate))
+    return server.url(name)
+
+
+# -- blocking, return values, assignment ---------------------------------------------------------
+
+
+def test_line_magic_blocks_and_returns_the_path(
+    ip: InteractiveShell, server: FaultServer, out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = add(server, "a.bin")
+    path = ip.run_line_magic("model_download", f"{url} --dir {out}")
+    assert path == out / "a.bin"
+    assert isinstance(path, Path)
+    assert path.read_bytes() == payload(SIZE, seed=len("a.bin"))
+    stdout = capsys.readouterr().out
+    assert "\r" in stdout  # the text fallback redraws one line
+    assert stdout.rstrip().endswith(f"completed: {path}")
+
+
+def test_assignment_form_binds_the_path(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    ip.user_ns["url"] = add(server, "b.bin")
+    run(ip, f"path = %model_download {{url}} --dir {out}")
+    assert ip.user_ns["path"] == out / "b.bin"
+
+
+def test_several_references_return_a_list_of_paths(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    urls = [add(server, "c1.bin"), add(server, "c2.bin")]
+    paths = ip.run_line_magic("model_download", f"{urls[0]} --dir {out} {urls[1]}")
+    assert paths == [out / "c1.bin", out / "c2.bin"]
+
+
+def test_line_expands_python_variables(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    ip.user_ns.update(url=add(server, "d.bin"), target=str(out))
+    run(ip, "path = %model_download {url} --dir {target}")
+    assert ip.user_ns["path"] == out / "d.bin"
+
+
+def test_cell_form_takes_one_reference_per_line_and_expands_variables(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    ip.user_ns.update(first=add(server, "e1.bin"), base=server.url(""))
+    cell = f"%%model_download --dir {out} --quiet\n# a comment\n{{first}}\n\n{{base}}e2.bin\n"
+    add(server, "e2.bin")
+    result = run(ip, cell)
+    assert result == [out / "e1.bin", out / "e2.bin"]
+    assert (out / "e2.bin").exists()
+
+
+def test_background_returns_the_job_at_once(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    url = add(server, "f.bin", rate=400_000)
+    started = time.monotonic()
+    job = ip.run_line_magic("model_download", f"-b {url} --dir {out} --connections 1")
+    assert isinstance(job, nbmodels.Job)
+    assert time.monotonic() - started < 1.0 and not job.done
+    jobs = ip.run_line_magic("model_download", f"--background {url} --dir {out} --connections 1")
+    assert jobs is job  # the same running reference is the same job
+    assert job.wait(30) == out / "f.bin"
+
+
+def test_background_with_several_references_returns_a_list_of_jobs(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    urls = [add(server, "g1.bin"), add(server, "g2.bin")]
+    jobs = ip.run_line_magic("model_download", f"-b {urls[0]} {urls[1]} --dir {out}")
+    assert [type(j) for j in jobs] == [nbmodels.Job, nbmodels.Job]
+    assert [j.wait(30) for j in jobs] == [out / "g1.bin", out / "g2.bin"]
+
+
+# -- every flag ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("--dir models", {"dir": "models"}),
+        ("--revision v1.0", {"revision": "v1.0"}),
+        ("--include '*.gguf' --include a,b", {"include": ("*.gguf", "a,b")}),
+        ("--exclude '*.md'", {"exclude": ("*.md",)}),
+        ("--sha256 " + "ab" * 32, {"sha256": "ab" * 32}),
+        ("--force", {"force": True}),
+        ("--connections 3", {"connections": 3}),
+        ("--offline", {"offline": True}),
+    ],
+)
+def test_each_flag_maps_to_its_option(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch, flags: str, expected: dict[str, Any]
+) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def fake(ref: str, **options: Any) -> nbmodels.Job:
+        seen.append((ref, options))
+        raise nbmodels.NbmodelsError("stop here")
+
+    monkeypatch.setattr(_magic, "download", fake)
+    ip.run_line_magic("model_download", f"https://h.invalid/m.bin {flags}")
+    ((ref, options),) = seen
+    assert ref == "https://h.invalid/m.bin"
+    assert options == {"display": None, **expected}
+
+
+def test_include_and_exclude_reach_the_job_split_on_commas(
+    ip: InteractiveShell, server: FaultServer, out: Path
+) -> None:
+    url = add(server, "h.bin")
+    line = f"-b {url} --dir {out} --include '*.gguf,*.json' --include x --exclude '*.md'"
+    job = ip.run_line_magic("model_download", line)
+    assert job.options.include == ("*.gguf", "*.json", "x")
+    assert job.options.exclude == ("*.md",)
+    job.wait(30)
+
+
+def test_sha256_flag_verifies_and_a_mismatch_is_one_line(
+    ip: InteractiveShell, server: FaultServer, out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hashlib
+
+    url = add(server, "i.bin")
+    good = hashlib.sha256(payload(SIZE, seed=len("i.bin"))).hexdigest()
+    assert ip.run_line_magic("model_download", f"{url} --dir {out} --sha256 {'0' * 64}") is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("IntegrityError: ")
+    assert not (out / "i.bin").exists()
+    path = ip.run_line_magic("model_download", f"{url} --dir {out} --sha256 sha256:{good}")
+    assert path == out / "i.bin"
+
+
+def test_force_downloads_again(ip: InteractiveShell, server: FaultServer, out: Path) -> None:
+    url = add(server, "j.bin")
+    ip.run_line_magic("model_download", f"{url} --dir {out} -q")
+    job = ip.run_line_magic("model_download", f"-b {url} --dir {out}")
+    job.wait(30)
+    assert job.status == "already_downloaded"
+    job = ip.run_line_magic("model_download", f"-b {url} --dir {out} --force --connections 2")
+    job.wait(30)
+    assert job.status == "completed" and job.options.connections == 2
+    assert len(server.requests_for("j.bin")) >= 2
+
+
+def test_offline_missing_file_is_one_line_and_no_request(
+    ip: InteractiveShell, server: FaultServer, out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = add(server, "k.bin")
+    assert ip.run_line_magic("model_download", f"{url} --dir {out} --offline") is None
+    err = capsys.readouterr().err
+    assert err.startswith("OfflineError: ") and err.count("\n") == 1
+    assert server.requests_for("k.bin") == []
+
+
+def test_quiet_prints_nothing(
+    ip: InteractiveShell, server: FaultServer, out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = add(server, "l.bin")
+    assert ip.run_line_magic("model_download", f"{url} --dir {out} --quiet") == out / "l.bin"
+    assert capsys.readouterr() == ("", "")
+
+
+# -- interrupt -----------------------------------------------------------------------------------
+
+
+def test_interrupt_pauses_keeps_partial_data_and_rerun_resumes(
+    ip: InteractiveShell,
+    server: FaultServer,
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = add(server, "m.bin", size=2_000_000, rate=500_000)
+    real_step = _magic._wait_step
+
+    def interrupted(job: nbmodels.Job, timeout: float) -> Path:
+        if job.progress.downloaded_bytes < 200_000:
+            return real_step(job, min(timeout, 0.05))
+        raise KeyboardInterrupt  # what SIGINT raises in the waiting cell
+
+    monkeypatch.setattr(_magic, "_wait_step", interrupted)
+    assert ip.run_line_magic("model_download", f"{url} --dir {out} --connections 1") is None
+    (job,) = nbmodels.jobs()
+    deadline = time.monotonic() + 10
+    while job.status != "paused" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.status == "paused"
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[-2] == f"Paused {job.ref}; the partial data is kept. Run the cell again to resume."
+    assert partial_paths(out / "m.bin")[0].exists()
+    kept = job.progress.downloaded_bytes
+    assert kept >= 200_000
+
+    monkeypatch.setattr(_magic, "_wait_step", real_step)
+    line = f"{url} --dir {out} --connections 1 -q"
+    assert ip.run_line_magic("model_download", line) == out / "m.bin"
+    assert nbmodels.jobs() == [job] and job.status == "completed"
+    resumed = server.requests_for("m.bin")[-1]
+    assert resumed.range is not None and not resumed.range.startswith("bytes=0-")
+
+
+# -- errors: one line, no traceback --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "prefix"),
+    [
+        ("nope://model.bin", "RefError: "),
+        ("{url404}", "NotFoundError: "),
+        ("{url} --bogus", "%model_download: unrecognized arguments: --bogus"),
+        ("{url} --connections 0", "ValueError: connections must be between 1 and 64"),
+        ("{url} --connections many", "%model_download: argument --connections: invalid int"),
+        ("{url} --sha256 xyz", "ValueError: sha256 must be 64 hexadecimal digits"),
+        ("", "%model_download: give at least one reference"),
+        ("'unclosed", "%model_download: No closing quotation"),
+    ],
+)
+def test_errors_print_one_line_and_return_none(
+    ip: InteractiveShell,
+    server: FaultServer,
+    out: Path,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    prefix: str,
+) -> None:
+    ip.user_ns.update(url=add(server, "n.bin"), url404=server.url("missing.bin"))
+    result = ip.run_cell(f"r = %model_download {line} --dir {out} -q")
+    assert result.success
+    assert ip.user_ns["r"] is None
+    captured = capsys.readouterr()
+    assert captured.err.startswith(prefix)
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err + captured.out
+
+
+# -- help, panel, extension lifecycle ------------------------------------------------------------
+
+
+def test_help_documents_every_flag_and_the_forms(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_cell("%model_download?")
+    shown = capsys.readouterr().out
+    for flag in _cliopts.DOWNLOAD_FLAGS:
+        assert flag.names[0] in shown
+    for text in ("--background", "--quiet", "{var}", "pathlib.Path", "resume", "owner/repo"):
+        assert text in shown
+
+
+def test_model_panel_without_widgets_lists_jobs_as_text(
+    ip: InteractiveShell, server: FaultServer, out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("model_panel", "")
+    assert capsys.readouterr().out == "No downloads yet.\n"
+    ip.run_line_magic("model_download", f"{add(server, 'o.bin')} --dir {out} -q")
+    ip.run_line_magic("model_panel", "")
+    assert capsys.readouterr().out.startswith("o.bin — completed · 600.0 kB / 600.0 kB · 100%")
+
+
+def test_reload_and_unload_are_clean(ip: InteractiveShell) -> None:
+    from nbmodels.notebook._publisher import get_publisher
+
+    ip.run_line_magic("reload_ext", "nbmodels")
+    ip.run_line_magic("reload_ext", "nbmodels")
+    assert ip.find_line_magic("model_download") is not None
+    assert ip.find_cell_magic("model_download") is not None
+    ip.run_line_magic("unload_ext", "nbmodels")
+    assert ip.find_line_magic("model_download") is None
+    assert ip.find_line_magic("model_panel") is None
+    assert not get_publisher().running
+    assert "nbmodels-publisher" not in {t.name for t in threading.enumerate()}
+    ip.run_line_magic("load_ext", "nbmodels")
+    assert ip.find_line_magic("model_download") is not None
+
+
+def test_loading_the_extension_silences_hub_progress_bars(ip: InteractiveShell) -> None:
+    import os
+
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert are_progress_bars_disabled()
+
+
+def test_widget_mode_displays_the_widget_instead_of_text(
+    ip: InteractiveShell,
+    server: FaultServer,
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nbmodels.notebook import _display
+
+    monkeypatch.setenv("NBMODELS_WIDGETS", "1")
+    shown: list[object] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    path = ip.run_line_magic("model_download", f"{add(server, 'p.bin')} --dir {out}")
+    assert path == out / "p.bin"
+    (widget,) = shown
+    assert widget is _display.widget_for(nbmodels.jobs()[0])
+    assert capsys.readouterr().out == ""  # no text progress: the widget shows it
+    widget.close()
+
+
+# -- the shared flag table -----------------------------------------------------------------------
+
+
+def test_flag_table_names_only_real_options() -> None:
+    from nbmodels._options import OPTION_NAMES
+
+    for flag in _cliopts.DOWNLOAD_FLAGS:
+        assert flag.option in OPTION_NAMES
+        assert flag.names[0] == "--" + flag.option
+
+
+@pytest.mark.parametrize(
+    ("words", "refs"),
+    [
+        (["owner/repo", "model.gguf"], ["owner/repo model.gguf"]),
+        (
+            ["hf:owner/repo#dev", "m.gguf", "other/repo:Q4_K_M"],
+            ["hf:owner/repo#dev m.gguf", "other/repo:Q4_K_M"],
+        ),
+        (["a/b", "c/d"], ["a/b", "c/d"]),
+        (["https://x.org/a", "b.gguf"], ["https://x.org/a", "b.gguf"]),
+        (["owner/repo", "sub/file.gguf"], ["owner/repo", "sub/file.gguf"]),
+        (["owner/repo a.gguf", "b.gguf"], ["owner/repo a.gguf", "b.gguf"]),
+    ],
+)
+def test_two_word_references_are_grouped(words: list[str], refs: list[str]) -> None:
+    assert _cliopts.group_refs(words) == refs
+
+
+def test_parse_command_never_exits_and_keeps_options_separate() -> None:
+    cmd = _cliopts.parse_command("a/b x.gguf --force -b", prog="nbmodels")
+    assert cmd.refs == ("a/b x.gguf",) and cmd.options == {"force": True} and cmd.background
+    with pytest.raises(_cliopts.UsageError, match=r"^nbmodels: unrecognized arguments: --nope$"):
+        _cliopts.parse_command(["--nope"], prog="nbmodels")
+    cli = _cliopts.parse_command(["u", "-q"], prog="nbmodels", background=False)
+    assert cli.quiet and not cli.background
+    with pytest.raises(_cliopts.UsageError):
+        _cliopts.parse_command(["u", "-b"], prog="nbmodels", background=False)
