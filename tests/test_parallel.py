@@ -47,8 +47,8 @@ def _ranges(server: FaultServer, name: str) -> list[tuple[int, int | None, int]]
 def test_auto_connections_rule() -> None:
     assert auto_connections(None) == 1
     assert auto_connections(5 * MIB) == 1  # small files: one connection
-    assert auto_connections(64 * MIB) == 8
-    assert auto_connections(10 * 1024 * MIB) == 16
+    assert auto_connections(64 * MIB) == 16
+    assert auto_connections(10 * 1024 * MIB) == 32
 
 
 def test_parallel_download_is_byte_exact_with_disjoint_ranges(

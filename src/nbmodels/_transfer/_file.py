@@ -46,7 +46,7 @@ from ._http import (
     parse_retry_after,
 )
 from ._parts import Part, PartPlan
-from ._rawbody import RawHead, Unsupported, raw_ranged_get, usable_for
+from ._rawbody import RawConnection, RawHead, Unsupported, usable_for
 from ._state import PartialState, partial_paths
 
 __all__ = ["FileSpec", "FileTransfer", "TransferResult"]
@@ -95,13 +95,16 @@ StatusFn = Callable[[str], None]
 #: Below this size one connection does it all.
 SMALL_FILE = 16 << 20
 #: Automatic upper bound of connections per file, and how many join right after the probe.
-AUTO_MAX_CONNECTIONS = 16
-INITIAL_CONNECTIONS = 4
+AUTO_MAX_CONNECTIONS = 32
+INITIAL_CONNECTIONS = 8
 #: The controller's measuring window, and the gain that justifies more connections.
-CONTROL_INTERVAL = 1.0
+CONTROL_INTERVAL = 0.5
 GROWTH_GAIN = 1.15
 #: Parts with at least this much left move to the fast path (a new connection).
 FAST_PATH_MIN = 4 << 20
+#: Pieces handed to connections in file order (bounds).
+PIECE_MIN = 4 << 20
+PIECE_MAX = 64 << 20
 #: The background hasher works when at least this much new prefix is waiting.
 HASH_STEP = 8 << 20
 
@@ -110,7 +113,25 @@ def auto_connections(size: int | None) -> int:
     """One connection for small or unknown-size files; more for big ones (up to 16)."""
     if size is None or size < SMALL_FILE:
         return 1
-    return max(1, min(AUTO_MAX_CONNECTIONS, size // (8 << 20)))
+    return max(1, min(AUTO_MAX_CONNECTIONS, size // (4 << 20)))
+
+
+class _Conn:
+    """A worker's fast-path connection, kept alive from one piece to the next."""
+
+    def __init__(self) -> None:
+        self._raw: RawConnection | None = None
+
+    def for_url(self, url: str) -> RawConnection:
+        if self._raw is None or not self._raw.matches(url):
+            self.close()
+            self._raw = RawConnection(url)
+        return self._raw
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
 
 class FileTransfer:
@@ -157,6 +178,7 @@ class FileTransfer:
         self._controller: asyncio.Task[None] | None = None
         self._failures = 0
         self._grow = True
+        self._piece: int | None = None
         self._written = 0
         self._direct_url: str | None = None
         self._fast_path = True
@@ -365,6 +387,16 @@ class FileTransfer:
         task.add_done_callback(self._workers.discard)
         self.peak_connections = max(self.peak_connections, len(self._workers))
 
+    def _piece_size(self) -> int | None:
+        """Connections take the file in order, a piece at a time, so the contiguous prefix —
+        what the hasher can digest — grows while the transfer runs. None: one connection."""
+        limit = self._max_connections()
+        if limit == 1 or self.size is None:
+            return None
+        piece = self.size // (limit * 4)
+        piece = min(PIECE_MAX, max(PIECE_MIN, piece))
+        return piece - piece % (64 << 10)
+
     def _max_connections(self) -> int:
         if not self._accepts_ranges or self.size is None:
             return 1
@@ -380,12 +412,12 @@ class FileTransfer:
         last_rate = 0.0
         while True:
             if not self._workers:
-                part = self.plan.next_part() if self._accepts_ranges else None
+                part = self.plan.next_part(self._piece) if self._accepts_ranges else None
                 if part is None:
                     return
                 self._start_worker(part)
             while self._grow and len(self._workers) < target:
-                part = self.plan.next_part()
+                part = self.plan.next_part(self._piece)
                 if part is None:
                     break
                 self._start_worker(part)
@@ -402,29 +434,31 @@ class FileTransfer:
 
     async def _worker(self, part: Part | None) -> None:
         """One connection: stream a part; when it is done, take more work until none is left."""
+        conn = _Conn()
         try:
             while part is not None:
                 try:
-                    finished = await self._run_part(part)
+                    finished = await self._run_part(part, conn)
                 finally:
                     part.active = False
                 if not finished or not self._accepts_ranges:
                     return
-                part = self.plan.next_part()
+                part = self.plan.next_part(self._piece)
         finally:
+            conn.close()
             me = asyncio.current_task()
             last = not any(w is not me for w in self._workers)
             work_left = self._accepts_ranges and self.plan.next_part_available()
             if self._controller is not None and last and not work_left:
                 self._controller.cancel()  # the last connection is done: so is the file
 
-    async def _run_part(self, part: Part) -> bool:
+    async def _run_part(self, part: Part, conn: _Conn) -> bool:
         """Stream ``part`` to its end, retrying transient failures with backoff. False when
         this connection gave up its part to the others."""
         while True:
             before = self.transferred
             try:
-                await self._fetch(part)
+                await self._fetch(part, conn)
                 return True
             except RetryableError as exc:
                 failure = exc
@@ -458,18 +492,18 @@ class FileTransfer:
 
     # -- one request ----------------------------------------------------------------------------
 
-    async def _fetch(self, part: Part) -> None:
+    async def _fetch(self, part: Part, conn: _Conn) -> None:
         """One request for the rest of ``part``: the fast path once the probe has found a
         plain final URL, httpx2 otherwise."""
         if self._direct_url is not None and part.end is not None:
             try:
-                await self._fetch_raw(part, self._direct_url)
+                await self._fetch_raw(part, self._direct_url, conn)
                 return
             except Unsupported:
                 self._direct_url = None  # e.g. an expired signed URL: back through httpx2
-        await self._fetch_httpx(part)
+        await self._fetch_httpx(part, conn)
 
-    async def _fetch_httpx(self, part: Part) -> None:
+    async def _fetch_httpx(self, part: Part, conn: _Conn) -> None:
         headers = {"Accept-Encoding": "identity"}
         asked_end = part.end
         if part.end is not None or part.pos > 0 or self.size is None:
@@ -488,19 +522,23 @@ class FileTransfer:
             on_error=self.spec.on_error,
         ) as (response, final_url):
             self._accept(response, part, asked_end, final_url)
-            self._ranged.set()
+            if not self._ranged.is_set():
+                self._ranged.set()
+                self._piece = self._piece_size()
+                if self._piece is not None and part.end is not None:
+                    part.end = min(part.end, part.pos + self._piece)  # the probe: one piece
             if self._fast_path_for(part, final_url):
                 switch_to = self._direct_url = final_url
             else:
                 await self._stream(response, part)
         if switch_to is not None:
             try:
-                await self._fetch_raw(part, switch_to)
+                await self._fetch_raw(part, switch_to, conn)
                 return
             except Unsupported:
                 self._direct_url = None
                 self._fast_path = False
-                await self._fetch_httpx(part)
+                await self._fetch_httpx(part, conn)
                 return
         if part.end is not None and part.pos < part.end:
             raise RetryableError(
@@ -512,13 +550,13 @@ class FileTransfer:
         a new connection, and no credential would be needed for the final URL."""
         if not (self._fast_path and self._accepts_ranges and part.end is not None):
             return False
-        if part.end - part.pos < FAST_PATH_MIN:
+        if part.end - part.pos < FAST_PATH_MIN and self._max_connections() == 1:
             return False
         if self.spec.credential is not None and self.spec.credential.headers_for(url):
             return False
         return usable_for(url)
 
-    async def _fetch_raw(self, part: Part, url: str) -> None:
+    async def _fetch_raw(self, part: Part, url: str, conn: _Conn) -> None:
         assert part.end is not None
         asked_end = part.end
         headers = {
@@ -558,7 +596,7 @@ class FileTransfer:
                 return False
 
         try:
-            await raw_ranged_get(
+            await conn.for_url(url).get(
                 url,
                 headers,
                 connect_timeout=self.settings.connect_timeout,

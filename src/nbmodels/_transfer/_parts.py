@@ -93,14 +93,17 @@ class PartPlan:
         self.parts.append(part)
         return part
 
-    def next_part(self) -> Part | None:
-        """Work for a free connection: an unclaimed gap, else the second half of the largest
-        remaining part. None when nothing is worth splitting."""
+    def next_part(self, piece: int | None = None) -> Part | None:
+        """Work for a free connection: the next piece (at most ``piece`` bytes) of the first
+        unclaimed gap, else the second half of the largest remaining part. None when nothing
+        is worth splitting."""
         if self.size is None:
             return None
         gaps = self.claimed().gaps(self.size)
         if gaps:
             start, end = gaps[0]
+            if piece is not None:
+                end = min(end, start + piece)
             part = Part(start, end)
             self.parts.append(part)
             return part

@@ -23,11 +23,11 @@ import ssl
 import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx2
 
-__all__ = ["BodySink", "RawHead", "Unsupported", "raw_ranged_get", "usable_for"]
+__all__ = ["BodySink", "RawConnection", "RawHead", "Unsupported", "usable_for"]
 
 T = TypeVar("T")
 BUFFER_SIZE = 1 << 20
@@ -63,23 +63,38 @@ def usable_for(url: str) -> bool:
 
 
 class _Protocol(asyncio.BufferedProtocol):
+    """One HTTP/1.1 connection, one request at a time (keep-alive between requests)."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._buf = bytearray(BUFFER_SIZE)
         self._view = memoryview(self._buf)
+        self.transport: asyncio.Transport | None = None
+        self.last_activity = loop.time()
+        self.closed = False
+        self._abandoned = False
+        self._begin()
+
+    def _begin(self) -> None:
         self._head = bytearray()
         self._pending: bytes = b""
         self._sink: BodySink | None = None
         self._remaining = 0
-        self.head: asyncio.Future[RawHead] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
-        self.last_activity = loop.time()
-        self._abandoned = False
+        self.stopped_early = False
+        self.head: asyncio.Future[RawHead] = self._loop.create_future()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+
+    def next_request(self) -> None:
+        """Reset for the next request on this connection."""
+        self._begin()
+        self.last_activity = self._loop.time()
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def abandon(self) -> None:
         """Close without reporting anything more (the caller has stopped listening)."""
         self._abandoned = True
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
 
@@ -95,8 +110,10 @@ class _Protocol(asyncio.BufferedProtocol):
         data = self._view[:nbytes]
         if not self.head.done():
             self._read_head(bytes(data))
-            return
-        self._deliver(data)
+        elif self.done.done():
+            self._fail(Unsupported("bytes after the end of a response"))
+        else:
+            self._deliver(data)
 
     def _read_head(self, data: bytes) -> None:
         self._head += data
@@ -124,6 +141,8 @@ class _Protocol(asyncio.BufferedProtocol):
         pending, self._pending = self._pending, b""
         if pending:
             self._deliver(memoryview(pending))
+        elif length == 0:
+            self.done.set_result(None)
         if not self.done.done():
             self.last_activity = self._loop.time()
             self.transport.resume_reading()
@@ -131,23 +150,30 @@ class _Protocol(asyncio.BufferedProtocol):
     def _deliver(self, data: memoryview) -> None:
         if self._sink is None or self.done.done():
             return
-        if len(data) > self._remaining:
+        extra = len(data) > self._remaining
+        if extra:
             data = data[: self._remaining]  # never more than the declared length
         self._remaining -= len(data)
         keep_going = self._sink(data) if len(data) else True
         if not keep_going or self._remaining == 0:
+            self.stopped_early = self._remaining > 0 or extra
             self.done.set_result(None)
             assert self.transport is not None
-            self.transport.close()
+            if self.stopped_early:
+                self.abandon()  # unread body on the wire: this connection is spent
+            else:
+                self.transport.pause_reading()
 
     def _fail(self, exc: BaseException) -> None:
         for fut in (self.head, self.done):
             if not fut.done():
                 fut.set_exception(exc)
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if self._abandoned:
             return
         if not self.head.done() or not self.done.done():
@@ -172,23 +198,72 @@ def _parse_head(raw: bytes) -> RawHead:
     return RawHead(status, httpx2.Headers(pairs))
 
 
-async def raw_ranged_get(
-    url: str,
-    headers: dict[str, str],
-    *,
-    connect_timeout: float,
-    read_timeout: float,
-    check: Callable[[RawHead], int],
-    sink: BodySink,
-) -> None:
-    """GET ``url`` with ``headers``; ``check(head)`` validates the answer (raising what the
-    caller wants) and returns the body length to read; each slice goes to ``sink``.
+class RawConnection:
+    """A keep-alive connection to one origin for ranged GETs (one at a time)."""
 
-    Raises :class:`Unsupported`, ``TimeoutError`` (no data for ``read_timeout``) or
-    ``ConnectionError`` (closed early).
-    """
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.origin = (parts.scheme, parts.hostname or "", parts.port)
+        self._proto: _Protocol | None = None
+
+    def matches(self, url: str) -> bool:
+        parts = urlsplit(url)
+        alive = self._proto is not None and not self._proto.closed
+        return alive and (parts.scheme, parts.hostname or "", parts.port) == self.origin
+
+    def close(self) -> None:
+        if self._proto is not None:
+            self._proto.abandon()
+            self._proto = None
+
+    async def get(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        check: Callable[[RawHead], int],
+        sink: BodySink,
+    ) -> None:
+        """GET ``url`` with ``headers``; ``check(head)`` validates the answer (raising what the
+        caller wants) and returns the body length to read; each slice goes to ``sink``.
+
+        Raises :class:`Unsupported`, ``TimeoutError`` (no data for ``read_timeout``) or
+        ``ConnectionError`` (closed early). The connection stays open for the next request
+        when the whole body was read and the server allows it.
+        """
+        parts = urlsplit(url)
+        proto = self._proto
+        if proto is None or proto.closed:
+            proto = self._proto = await _connect(parts, connect_timeout)
+        else:
+            proto.next_request()
+        assert proto.transport is not None
+        ok = False
+        try:
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+            host = parts.hostname or ""
+            host_header = host if parts.port is None else f"{host}:{parts.port}"
+            if ":" in host:
+                host_header = f"[{host}]" + (f":{parts.port}" if parts.port else "")
+            lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            proto.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            head = await _watch(proto, proto.head, read_timeout)
+            length = check(head)
+            proto.start_body(sink, length)
+            await _watch(proto, proto.done, read_timeout)
+            ok = "close" not in head.headers.get("Connection", "").lower()
+        finally:
+            if not ok or proto.stopped_early:
+                self.close()
+
+
+async def _connect(parts: SplitResult, connect_timeout: float) -> _Protocol:
     global _ssl_context
-    parts = urlsplit(url)
     host = parts.hostname or ""
     secure = parts.scheme == "https"
     port = parts.port or (443 if secure else 80)
@@ -198,28 +273,13 @@ async def raw_ranged_get(
             _ssl_context = httpx2.create_ssl_context()
         ctx = _ssl_context
     loop = asyncio.get_running_loop()
-    transport, proto = await asyncio.wait_for(
+    _transport, proto = await asyncio.wait_for(
         loop.create_connection(
             lambda: _Protocol(loop), host, port, ssl=ctx, server_hostname=host if secure else None
         ),
         connect_timeout,
     )
-    try:
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        host_header = host if parts.port is None else f"{host}:{parts.port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" + (f":{parts.port}" if parts.port else "")
-        lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        head = await _watch(proto, proto.head, read_timeout)
-        length = check(head)
-        proto.start_body(sink, length)
-        await _watch(proto, proto.done, read_timeout)
-    finally:
-        proto.abandon()
+    return proto
 
 
 async def _watch(proto: _Protocol, fut: asyncio.Future[T], idle: float) -> T:
