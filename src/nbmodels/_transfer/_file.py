@@ -96,7 +96,7 @@ StatusFn = Callable[[str], None]
 SMALL_FILE = 16 << 20
 #: Automatic upper bound of connections per file, and how many join right after the probe.
 AUTO_MAX_CONNECTIONS = 32
-INITIAL_CONNECTIONS = 8
+INITIAL_CONNECTIONS = 16
 #: The controller's measuring window, and the gain that justifies more connections.
 CONTROL_INTERVAL = 0.5
 GROWTH_GAIN = 1.15

@@ -77,7 +77,7 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def _begin(self) -> None:
         self._head = bytearray()
-        self._pending: bytes = b""
+        self._pending: memoryview = memoryview(b"")
         self._sink: BodySink | None = None
         self._remaining = 0
         self.stopped_early = False
@@ -109,21 +109,33 @@ class _Protocol(asyncio.BufferedProtocol):
         self.last_activity = self._loop.time()
         data = self._view[:nbytes]
         if not self.head.done():
-            self._read_head(bytes(data))
+            self._read_head(nbytes)
         elif self.done.done():
             self._fail(Unsupported("bytes after the end of a response"))
         else:
             self._deliver(data)
 
-    def _read_head(self, data: bytes) -> None:
-        self._head += data
+    def _read_head(self, nbytes: int) -> None:
+        if not self._head:
+            # Usual case: the whole head is in this read. Copy only the head; the body bytes
+            # behind it stay in the buffer, which is not refilled while reading is paused.
+            end = self._buf.find(b"\r\n\r\n", 0, nbytes)
+            if end >= 0:
+                raw = bytes(self._buf[:end])
+                self._pending = self._view[end + 4 : nbytes]
+                self._got_head(raw)
+                return
+        self._head += self._view[:nbytes]
         end = self._head.find(b"\r\n\r\n")
         if end < 0:
             if len(self._head) > MAX_HEAD:
                 self._fail(Unsupported("response head too large"))
             return
-        raw, self._pending = bytes(self._head[:end]), bytes(self._head[end + 4 :])
+        raw, self._pending = bytes(self._head[:end]), memoryview(bytes(self._head[end + 4 :]))
         self._head = bytearray()
+        self._got_head(raw)
+
+    def _got_head(self, raw: bytes) -> None:
         try:
             head = _parse_head(raw)
         except ValueError as exc:
@@ -138,9 +150,9 @@ class _Protocol(asyncio.BufferedProtocol):
         assert self.transport is not None
         self._sink = sink
         self._remaining = length
-        pending, self._pending = self._pending, b""
+        pending, self._pending = self._pending, memoryview(b"")
         if pending:
-            self._deliver(memoryview(pending))
+            self._deliver(pending)
         elif length == 0:
             self.done.set_result(None)
         if not self.done.done():
