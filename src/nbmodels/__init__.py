@@ -10,8 +10,9 @@ private.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from ._engine import get_engine
@@ -30,6 +31,9 @@ from .errors import (
     RefError,
     RepoNotFoundError,
 )
+
+if TYPE_CHECKING:
+    from ._inspect import ModelCard
 
 __version__ = "0.1.0"
 
@@ -54,6 +58,7 @@ __all__ = [
     "errors",
     "format_progress",
     "history",
+    "inspect",
     "jobs",
     "panel",
     "resolve",
@@ -92,6 +97,24 @@ def history() -> list[Job]:
     """Jobs of this and earlier sessions, newest first. Jobs of earlier sessions are read-only;
     ones whose process died mid-way show as ``interrupted`` (submit the reference to resume)."""
     return get_engine().history()
+
+
+def inspect(
+    ref: str | os.PathLike[str], *, context: int | None = None, **options: Any
+) -> ModelCard:
+    """What is in a model, without downloading it: a ``ModelCard`` (frozen dataclass).
+
+    Reads a GGUF header (metadata + tensor table, every part of a split file) or a safetensors
+    header (every shard) with a few HTTP range requests, or from disk for a local path or a
+    pinned reference already downloaded. Options: ``revision``, ``dir``, ``token``,
+    ``offline``; ``context`` is the context length for the memory estimate (default: the
+    model's, at most 4096). ``card.summary()`` is one line, e.g. ``llama · 1.1B params ·
+    Q4_K_M · ctx 2048 · 668.0 MB · fits (needs ~0.9 GB of 23 GB)``; ``card.to_dict()`` is the
+    JSON of ``nbmodels inspect --json``. Raises the usual ``NbmodelsError`` subclasses.
+    """
+    from ._inspect import inspect as _inspect
+
+    return _inspect(ref, context=context, **options)
 
 
 def panel() -> Any:

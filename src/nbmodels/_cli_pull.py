@@ -1,0 +1,114 @@
+"""``nbmodels pull``: download references (or the project manifest) with terminal progress."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ._cli import Io, Parser, new_parser
+from ._cli_progress import View, make_view
+from ._cliopts import add_download_arguments, add_frontend_arguments, group_refs
+from ._cliopts import options_from_namespace as cli_options
+from ._job import Job
+from ._manifest import load_manifest
+from ._refs import ACCEPTED_FORMS
+from .errors import NbmodelsError
+
+__all__ = ["build", "run"]
+
+#: Seconds between two redraws (bars) / checks (plain lines).
+REFRESH = 0.2
+
+_EPILOG = f"""\
+references:
+{ACCEPTED_FORMS}
+
+With no REF, pulls the models listed in the nearest pyproject.toml:
+
+  [tool.nbmodels]
+  dir = "models"          # optional: defaults for every entry (any download option)
+  models = [
+      "hf:owner/Model-GGUF:Q4_K_M",
+      {{ ref = "owner/tiny-model", revision = "v1.0", include = ["*.json", "*.safetensors"] }},
+  ]
+
+A relative dir is relative to that pyproject.toml; options on the command line override the
+manifest's. Files already on disk are not fetched again (a pinned reference costs no request).
+Progress goes to stdout (bars on a terminal, plain lines otherwise); then each local path is
+printed on a line of its own; errors go to stderr. Exit status 1 if any download failed."""
+
+
+def build(prog: str) -> Parser:
+    parser = new_parser(prog, "Download models into the Hugging Face cache (or --dir).", _EPILOG)
+    parser.add_argument("refs", nargs="*", metavar="REF", help="what to download")
+    add_download_arguments(parser.add_argument_group("download options"))
+    add_frontend_arguments(parser.add_argument_group("display"), background=False)
+    return parser
+
+
+def _plan(ns: argparse.Namespace, io: Io) -> list[tuple[str, dict[str, Any]]]:
+    """(reference, download options) pairs from the command line or the manifest."""
+    given = cli_options(ns)
+    refs = group_refs(ns.refs)
+    if refs:
+        return [(ref, dict(given)) for ref in refs]
+    manifest = load_manifest()
+    if not ns.quiet:
+        io.line(f"{len(manifest.entries)} model(s) listed in {manifest.path}")
+    return [(e.ref, {**e.options, **given}) for e in manifest.entries]
+
+
+def _wait(jobs: Sequence[Job], view: View) -> None:
+    """Redraw until every job is done (woken at once when one finishes)."""
+    wake = threading.Event()
+
+    def on_snapshot(snap: Any) -> None:
+        if snap.done:
+            wake.set()
+
+    stops = [job.subscribe(on_snapshot) for job in jobs]
+    try:
+        while True:
+            view.update()
+            if all(job.done for job in jobs):
+                return
+            wake.wait(REFRESH)
+            wake.clear()
+    finally:
+        for stop in stops:
+            stop()
+
+
+def run(ns: argparse.Namespace, io: Io) -> int:
+    import nbmodels
+
+    failures = 0
+    jobs: list[Job] = []
+    for ref, options in _plan(ns, io):
+        try:
+            jobs.append(nbmodels.download(ref, display=False, **options))
+        except (NbmodelsError, ValueError, TypeError) as exc:
+            io.error(exc)
+            failures += 1
+    view = make_view(jobs, io.out, quiet=ns.quiet)
+    try:
+        _wait(jobs, view)
+    except KeyboardInterrupt:
+        view.close()
+        io.err.write(
+            "\nnbmodels: interrupted; partial data is kept: run the same command to resume.\n"
+        )
+        return 130
+    view.close()
+    for job in jobs:
+        try:
+            path = job.wait(timeout=30)
+        except NbmodelsError as exc:
+            io.error(exc)
+            failures += 1
+        else:
+            io.line(str(path))
+    io.out.flush()
+    return 1 if failures else 0
