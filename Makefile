@@ -27,5 +27,10 @@ test: lint
 demo: setup
 	$(BIN)/python -m nbmodels.testing.demo
 
+## Side-by-side download benchmark (root: apt, network namespaces). See benchmarks/README.md.
+bench: setup
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/responsiveness.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo

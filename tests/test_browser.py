@@ -1,8 +1,8 @@
 """The widget in a real browser (BROWSER.md): Debian Chromium driven by Playwright for Python.
 
 1. Fake-model page: the ESM rendered on a blank 127.0.0.1 page with a ~20-line fake model:
-   formatting, buttons and their messages, keyboard use, files, errors, escaping, theme, the
-   poll backstop and cleanup.
+   formatting, buttons and their messages, keyboard use, files, the model card line, errors,
+   escaping, theme, the poll backstop and cleanup.
 2. JupyterLab end to end: ``%model_download -b`` on a throttled fault server, live bytes / speed
    / ETA, Pause / Resume / Cancel, Python sees ``canceled``, the panel lists the job. Takes the
    screenshots ``docs/widget.png`` and ``docs/panel.png``.
@@ -27,8 +27,10 @@ from typing import Any
 
 import pytest
 
+from nbmodels._inspect import ModelCard
+from nbmodels._memory import Machine, estimate
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
-from nbmodels.notebook._state import job_state
+from nbmodels.notebook._state import card_state, job_state
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 
@@ -83,6 +85,41 @@ def _files(n: int, status: str = "downloading") -> tuple[FileProgress, ...]:
         FileProgress(f"Model-Q8_0-{i:05d}-of-{n:05d}.gguf", status, Progress(i * 100, 1000))
         for i in range(1, n + 1)
     )
+
+
+def _card(ram: int = 23_000_000_000, **kw: Any) -> dict[str, Any]:
+    """``state["card"]`` of a TinyLlama-like Q4_K_M, with a memory estimate for ``ram`` bytes."""
+    size = 668_000_000
+    memory = estimate(
+        size,
+        layers=22,
+        kv_heads=4,
+        key_dim=64,
+        model_context=2048,
+        machine=Machine(32_000_000_000, ram),
+    )
+    fields: dict[str, Any] = {
+        "architecture": "llama",
+        "file_type": "Q4_K_M",
+        "context_length": 2048,
+        "layers": 22,
+        "heads": 32,
+        "kv_heads": 4,
+        "chat_template": True,
+        "memory": memory,
+        **kw,
+    }
+    card = ModelCard(
+        "hf:owner/Model-GGUF:Q4_K_M",
+        "gguf",
+        ("m.gguf",),
+        (size,),
+        size,
+        1_100_048_384,
+        201,
+        **fields,
+    )
+    return card_state(card)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -231,6 +268,40 @@ def test_split_files_get_rows_and_many_files_collapse(page: Any) -> None:
     assert rows.count() == 0
 
 
+def test_model_card_line_shows_above_the_files_with_a_fit_badge(page: Any) -> None:
+    load(page)
+    card = _card()
+    assert card["text"] == "llama · 1.1B params · Q4_K_M · ctx 2048 · 668.0 MB"
+    assert card["fit_text"] == "fits (needs ~0.9 GB of 23 GB)"
+    mount(page, "job", _state(files=_files(3)))
+    line = by_id(page, "model-card")
+    assert not line.is_visible()  # no card yet: the header is still being read
+    assert by_id(page, "nbm-job").get_attribute("data-card") == "false"
+    push(page, {**_state(files=_files(3)), "card": card})
+    assert line.is_visible() and by_id(page, "nbm-job").get_attribute("data-card") == "true"
+    assert by_id(page, "model-card-text").text_content() == card["text"]
+    fit = by_id(page, "model-card-fit")
+    assert fit.text_content() == card["fit_text"] and fit.get_attribute("data-fit") == "fits"
+    assert line.get_attribute("title") == card["title"]
+    assert "layers / heads: 22 layers, 32 heads (4 KV)" in card["title"].split("\n")
+    above = """() => {
+      const q = (id) => document.querySelector(`[data-testid=${id}]`);
+      const follows = (a, b) => Boolean(q(a).compareDocumentPosition(q(b)) & 4);
+      return follows("model-card", "nbm-bar") && follows("model-card", "nbm-files");
+    }"""
+    assert page.evaluate(above)  # one line under the name, above the bar and the file rows
+    color = "() => getComputedStyle(document.querySelector('[data-testid=model-card-fit]')).color"
+    assert page.evaluate(color) == "rgb(26, 127, 55)"  # fits: the theme's success colour
+    push(page, {**_state(), "card": _card(ram=500_000_000)})
+    assert fit.get_attribute("data-fit") == "does not fit"
+    assert fit.text_content() == "does not fit (needs ~0.9 GB of 0.5 GB)"
+    assert page.evaluate(color) == "rgb(209, 36, 47)"  # the error colour
+    push(page, {**_state(), "card": {**card, "fit": None, "fit_text": ""}})
+    assert not fit.is_visible() and by_id(page, "model-card-text").is_visible()
+    push(page, _state("completed", path="/m/x.gguf"))  # a state without a card hides the line
+    assert not line.is_visible()
+
+
 def test_error_detail_is_expandable_with_the_next_step(page: Any) -> None:
     load(page)
     fact = "Could not reach h.test after 8 attempts (connection refused)."
@@ -290,11 +361,19 @@ def test_hostile_server_text_is_rendered_as_text(page: Any) -> None:
         error_hint=HOSTILE,
     )
     state["notice"] = HOSTILE
+    # A header is server data too: its architecture and quant names reach the card line.
+    card = _card(architecture=HOSTILE, file_type="<b>Q4</b>")
+    state["card"] = {**card, "fit": HOSTILE, "fit_text": HOSTILE}
     mount(page, "job", state)
     page.locator("summary").click()
     page.wait_for_timeout(50)
     assert page.evaluate("() => document.querySelectorAll('img, b, script').length") == 0
     assert page.evaluate("() => window.__pwned") is None
+    assert by_id(page, "model-card-text").text_content() == card["text"]
+    assert card["text"].startswith(f"{HOSTILE} · 1.1B params · <b>Q4</b> · ")
+    assert by_id(page, "model-card").get_attribute("title") == card["title"]
+    assert by_id(page, "model-card-fit").text_content() == HOSTILE
+    assert by_id(page, "model-card-fit").get_attribute("data-fit") == "unknown"
     assert by_id(page, "nbm-path-text").text_content() == f"/m/{HOSTILE}"
     assert by_id(page, "nbm-file").first.locator(".nbm-file-name").text_content() == HOSTILE
     assert HOSTILE in by_id(page, "nbm-widget").text_content()

@@ -1,8 +1,10 @@
 """``%model_download`` / ``%%model_download`` / ``%model_panel`` in a real in-process IPython
-shell, against the fault server; and the shared flag table (``nbmodels._cliopts``)."""
+shell, against the fault server (``--inspect``: the local Hub emulator); and the shared flag
+table (``nbmodels._cliopts``)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +20,10 @@ from traitlets.config import Config
 
 import nbmodels
 from nbmodels import _cliopts, _engine
+from nbmodels._inspect import ModelCard
 from nbmodels._transfer import partial_paths
 from nbmodels.notebook import _magic
+from nbmodels.testing import HubEmulator
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 
@@ -304,6 +308,103 @@ def test_errors_print_one_line_and_return_none(
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err + captured.out
 
 
+# -- --inspect: the model card without a download -------------------------------------------------
+
+BIG = "nbm-test/Big-GGUF"
+BIG_SIZE = 16 * 1024 * 1024
+DETAILS = (
+    "architecture",
+    "parameters",
+    "quant",
+    "context",
+    "layers / heads",
+    "tensors",
+    "size",
+    "chat template",
+    "memory",
+)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
+    with HubEmulator.with_standard_repos() as emulator:
+        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
+        emulator.add_gguf_repo(BIG, quants=("Q4_K_M",), size=BIG_SIZE, sidecars=())
+        yield emulator
+
+
+def test_inspect_prints_the_card_and_returns_it_without_downloading(
+    ip: InteractiveShell, hub: HubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.clear_log()
+    run(ip, f"card = %model_download --inspect {BIG}:Q4_K_M")
+    card = ip.user_ns["card"]
+    assert isinstance(card, ModelCard)
+    assert (card.format, card.file_type, card.architecture) == ("gguf", "Q4_K_M", "llama")
+    assert card.total_size_bytes == BIG_SIZE and not card.local
+    out, err = capsys.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    assert lines[0] == card.summary()
+    assert lines[0].startswith("llama · 3.3K params · Q4_K_M · ctx 4096 · 16.8 MB · ")
+    assert [line.split("  ")[1] for line in lines[1:]] == list(DETAILS)
+    assert "  quant           Q4_K_M" in lines and "  chat template   yes" in lines
+    cdn = [r for r in hub.requests if r.origin == "cdn"]
+    assert cdn and all(r.range and r.range.startswith("bytes=") for r in cdn)
+    assert sum(r.bytes_sent for r in cdn) < BIG_SIZE * 0.05  # a header, not the file
+    assert nbmodels.jobs() == []  # no download was started
+    assert not list((Path(os.environ["HF_HOME"])).rglob("*.gguf"))
+    text = ip.display_formatter.format(card)[0]["text/plain"]
+    assert text == f"<ModelCard '{BIG}:Q4_K_M' {card.summary()}>"  # a one-line Out
+
+
+def test_inspect_takes_several_references_and_quiet(
+    ip: InteractiveShell, hub: HubEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hub.standard is not None
+    gguf, safetensors = f"{hub.standard.gguf}:Q4_K_M", hub.standard.safetensors
+    cards = ip.run_line_magic("model_download", f"--inspect {gguf} {safetensors} -q")
+    assert [(c.format, c.file_type) for c in cards] == [("gguf", "Q4_K_M"), ("safetensors", "F16")]
+    assert capsys.readouterr() == ("", "")
+    ip.run_line_magic("model_download", f"--inspect {gguf} {safetensors}")
+    out = capsys.readouterr().out
+    assert out.startswith(f"{gguf}\n{cards[0].summary()}\n  architecture")
+    assert f"\n\n{safetensors}\n" in out and "\n  dtype           F16\n" in out
+    assert nbmodels.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("line", "prefix"),
+    [
+        ("nbm-test/Tiny-GGUF:Q3_K_S", "NotFoundError: nbm-test/Tiny-GGUF has no Q3_K_S quant."),
+        ("nbm-test/Tiny-GGUF:Q4_K_M --offline", "OfflineError: Offline, and "),
+        ("nbm-test/gated-model", "AccessError: "),
+        (
+            "nbm-test/Tiny-GGUF:Q4_K_M --force -b",
+            "%model_download: --inspect downloads nothing, so --force, --background do not apply",
+        ),
+        ("nbm-test/Tiny-GGUF:Q4_K_M --sha256 xyz", "%model_download: --inspect downloads nothing"),
+        ("nope://x", "RefError: "),
+        ("", "%model_download: give at least one reference"),
+    ],
+)
+def test_inspect_errors_are_one_line(
+    ip: InteractiveShell,
+    hub: HubEmulator,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    prefix: str,
+) -> None:
+    hub.clear_log()
+    result = ip.run_cell(f"r = %model_download --inspect {line}")
+    assert result.success and ip.user_ns["r"] is None
+    captured = capsys.readouterr()
+    assert captured.err.startswith(prefix), captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err + captured.out
+    if "--offline" in line or line.startswith("%"):
+        assert hub.requests == []
+
+
 # -- help, panel, extension lifecycle ------------------------------------------------------------
 
 
@@ -316,6 +417,7 @@ def test_help_documents_every_flag_and_the_forms(
         assert flag.names[0] in shown
     for text in ("--background", "--quiet", "{var}", "pathlib.Path", "resume", "owner/repo"):
         assert text in shown
+    assert "--inspect" in shown and "card = %model_download --inspect" in shown
 
 
 def test_model_panel_without_widgets_lists_jobs_as_text(
@@ -338,6 +440,8 @@ def test_reload_and_unload_are_clean(ip: InteractiveShell) -> None:
     ip.run_line_magic("unload_ext", "nbmodels")
     assert ip.find_line_magic("model_download") is None
     assert ip.find_line_magic("model_panel") is None
+    card = ModelCard("x", "gguf", ("x.gguf",), (1,), 1, 1, 1)
+    assert ip.display_formatter.format(card)[0]["text/plain"].startswith("ModelCard(")
     assert not get_publisher().running
     assert "nbmodels-publisher" not in {t.name for t in threading.enumerate()}
     ip.run_line_magic("load_ext", "nbmodels")

@@ -1,5 +1,6 @@
 """The widgets without a browser: traits after feeding snapshots, the publisher's rate limit
-under a fast download, front-end messages, the panel, display hooks and the text fallback."""
+under a fast download, front-end messages, the panel, display hooks, the model card (read from
+the local Hub emulator) and the text fallback."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import comm
 
 import nbmodels
 from nbmodels import _engine
+from nbmodels._options import Options
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
-from nbmodels.notebook import _display, _publisher
-from nbmodels.notebook._state import job_state, one_line, plain_text
+from nbmodels.notebook import _display, _publisher, _widget
+from nbmodels.notebook._state import CARD_KEYS, job_state, one_line, plain_text
 from nbmodels.notebook._text import TextProgress, progress_line
-from nbmodels.notebook._widget import JobWidget, PanelWidget
+from nbmodels.notebook._widget import JobWidget, PanelWidget, card_wanted
+from nbmodels.testing import HubEmulator
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 
@@ -49,6 +52,47 @@ class RecordingComm(comm.DummyComm):
 def recording_comms(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(comm, "create_comm", RecordingComm)
     monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # restored afterwards
+
+
+REAL_INSPECT = _widget.inspect_model
+
+
+@pytest.fixture(autouse=True)
+def no_card_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Job widgets of ``.gguf`` references read a model card in the background; here that
+    fails at once (no request to h.test) unless a test asks for :func:`real_cards`."""
+    calls: list[str] = []
+
+    def offline(ref: str, **options: Any) -> Any:
+        calls.append(ref)
+        raise nbmodels.OfflineError("No model cards in this test.")
+
+    monkeypatch.setattr(_widget, "inspect_model", offline)
+    return calls
+
+
+@pytest.fixture
+def real_cards(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
+    """The real ``nbmodels.inspect``; each call sets an event when it has returned or raised."""
+    ended: list[threading.Event] = []
+
+    def recorded(ref: str, **options: Any) -> Any:
+        event = threading.Event()
+        ended.append(event)
+        try:
+            return REAL_INSPECT(ref, **options)
+        finally:
+            event.set()
+
+    monkeypatch.setattr(_widget, "inspect_model", recorded)
+    return ended
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
+    with HubEmulator.with_standard_repos() as emulator:
+        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
+        yield emulator
 
 
 @pytest.fixture
@@ -84,17 +128,17 @@ def snap(
     progress = Progress(
         done, total, kw.pop("speed", 0.0), kw.pop("eta", None), kw.pop("stalled", False)
     )
-    return JobSnapshot(
-        job_id=job_id, ref="https://h.test/m.gguf", status=status, progress=progress, **kw
-    )
+    ref = kw.pop("ref", "https://h.test/m.gguf")
+    return JobSnapshot(job_id=job_id, ref=ref, status=status, progress=progress, **kw)
 
 
 class FakeJob:
     """Just enough of a Job to feed the widget snapshots by hand."""
 
-    def __init__(self, first: JobSnapshot, job_id: str = "j1") -> None:
+    def __init__(self, first: JobSnapshot, job_id: str = "j1", **options: Any) -> None:
         self.id = job_id
         self.ref = first.ref
+        self.options = Options.create(**options)
         self.read_only = False
         self._snap = first
         self._subs: list[Callable[[JobSnapshot], None]] = []
@@ -287,6 +331,128 @@ def test_publisher_stop_joins_and_notify_restarts(publisher: _publisher.Publishe
     job.feed(snap(done=99))
     wait_for(lambda: w.state["downloaded_bytes"] == 99, what="a restarted publisher")
     w.close()
+
+
+# -- the model card ------------------------------------------------------------------------------
+
+BIG = "nbm-test/Big-GGUF"
+BIG_SIZE = 16 * 1024 * 1024
+
+
+def test_gguf_job_widget_shows_the_model_card_while_the_download_runs(
+    engine: _engine.Engine, hub: HubEmulator, real_cards: list[threading.Event]
+) -> None:
+    hub.add_gguf_repo(BIG, quants=("Q4_K_M",), size=BIG_SIZE, sidecars=())
+    hub.set_throttle(1_000_000)  # one connection needs ~16 s for the file, ~0.3 s for a header
+    job = nbmodels.download(f"{BIG}:Q4_K_M", connections=1, display=False)
+    w = JobWidget(job)
+    assert w.state["card"] is None  # the widget never waits for the header
+    wait_for(lambda: w.state["card"], what="the model card")
+    assert not job.done  # shown while the download runs
+    card = w.state["card"]
+    assert sorted(card) == sorted(CARD_KEYS)
+    assert card["text"] == "llama · 3.3K params · Q4_K_M · ctx 4096 · 16.8 MB"
+    assert card["fit"] in ("fits", "tight", "does not fit", "unknown")
+    assert card["summary"] == f"{card['text']} · {card['fit_text']}"
+    assert card["fit_text"].startswith(f"{card['fit']} (needs ~")
+    assert "quant: Q4_K_M" in card["title"] and "chat template: yes" in card["title"]
+    assert len(real_cards) == 1  # one inspection per widget
+    job.cancel()
+    wait_for(lambda: w.state["status"] == "canceled", what="the canceled state")
+    assert w.state["card"] == card  # kept on every later state
+    w.close()
+
+
+def test_the_card_is_read_with_the_jobs_options_and_never_carries_the_token(
+    hub: HubEmulator, publisher: _publisher.Publisher, real_cards: list[threading.Event]
+) -> None:
+    assert hub.standard is not None
+    token = hub.standard.token
+    first = snap(ref=f"hf:{hub.standard.gated}")  # gated: the header needs the token
+    job = FakeJob(first, token=token, revision="main")
+    w = JobWidget(job, publisher=publisher)  # type: ignore[arg-type]
+    wait_for(lambda: w.state["card"], what="the model card")
+    assert w.state["status"] == "downloading"
+    assert w.state["card"]["text"].startswith("llama · ")
+    assert any(token in r.headers.get("authorization", "") for r in hub.requests)
+    c: RecordingComm = w.comm
+    import json
+
+    assert token not in json.dumps([d for _, d in c.sent]) + json.dumps(w.state)
+    w.close()
+
+
+def test_a_failed_inspection_leaves_no_card_and_says_nothing(
+    hub: HubEmulator,
+    publisher: _publisher.Publisher,
+    real_cards: list[threading.Event],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert hub.standard is not None
+    job = FakeJob(snap(ref=f"hf:{hub.standard.gated}"), token=False)  # AccessError
+    w = JobWidget(job, publisher=publisher)  # type: ignore[arg-type]
+    (ended,) = real_cards
+    assert ended.wait(20)
+    job.feed(snap(done=7, ref=job.ref))
+    wait_for(lambda: w.state["downloaded_bytes"] == 7, what="the next update")
+    assert w.state["card"] is None
+    assert [r for r in caplog.records if r.levelno > 10] == []
+    assert capsys.readouterr() == ("", "")
+    w.close()
+
+
+def test_a_card_arriving_after_close_is_dropped(
+    publisher: _publisher.Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbmodels._inspect import ModelCard
+
+    gate = threading.Event()
+
+    def slow(ref: str, **options: Any) -> ModelCard:
+        gate.wait(10)
+        return ModelCard(ref, "gguf", ("m.gguf",), (10,), 10, 1, 1)
+
+    monkeypatch.setattr(_widget, "inspect_model", slow)
+    before = set(threading.enumerate())
+    w = JobWidget(FakeJob(snap()), publisher=publisher)  # type: ignore[arg-type]
+    (card_thread,) = [t for t in set(threading.enumerate()) - before if t.name == "nbmodels-card"]
+    assert card_thread.daemon
+    w.close()
+    gate.set()
+    card_thread.join(10)
+    assert not card_thread.is_alive()
+    assert w.state["card"] is None and publisher.feeds() == []
+
+
+@pytest.mark.parametrize(
+    ("ref", "wanted"),
+    [
+        ("owner/repo:Q4_K_M", True),
+        ("hf:owner/repo/sub/model.safetensors#dev", True),
+        ("owner/repo model.GGUF", True),
+        ("owner/repo", True),  # a GGUF repo's default quant or safetensors weights
+        ("https://example.org/a/model.gguf?download=true", True),
+        ("https://example.org/a/model.bin", False),
+        ("owner/repo/README.md", False),
+        ("datasets/owner/repo", False),
+        ("not a ref at all", False),
+    ],
+)
+def test_which_references_get_a_card(ref: str, wanted: bool) -> None:
+    assert card_wanted(ref) is wanted
+
+
+def test_jobs_without_weights_start_no_inspection(
+    publisher: _publisher.Publisher, no_card_network: list[str]
+) -> None:
+    data = FakeJob(snap(ref="https://h.test/data.bin"))
+    w = JobWidget(data, publisher=publisher)  # type: ignore[arg-type]
+    gguf = JobWidget(FakeJob(snap()), publisher=publisher)  # type: ignore[arg-type]
+    wait_for(lambda: no_card_network, what="the one inspection")
+    assert no_card_network == ["https://h.test/m.gguf"]
+    w.close()
+    gguf.close()
 
 
 # -- the panel -----------------------------------------------------------------------------------

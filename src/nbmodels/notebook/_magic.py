@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 from IPython.utils.text import DollarFormatter
 
-from .._cliopts import UsageError, build_parser, parse_command
+from .._cliopts import (
+    Command,
+    UsageError,
+    build_parser,
+    group_refs,
+    options_from_namespace,
+    parse_command,
+)
 from .._job import Job
 from .._options import Options
+from .._redact import redact_url
 from ..errors import NbmodelsError
 from ._context import widgets_supported
-from ._state import one_line, plain_text, status_label
+from ._state import card_details, one_line, plain_text, status_label
 from ._text import TextProgress
 
-__all__ = ["ModelMagics", "run_download"]
+if TYPE_CHECKING:
+    from .._inspect import ModelCard
+
+__all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 
 PROG = "%model_download"
 MORE = f"See {PROG}? for the accepted forms."
@@ -33,6 +46,7 @@ Download model files into the notebook, with live progress (blocking by default)
     path = %model_download owner/repo:Q4_K_M
     paths = %model_download https://example.org/a.gguf owner/repo file.gguf --dir models
     job = %model_download -b https://example.org/model.gguf
+    card = %model_download --inspect owner/repo:Q4_K_M
 
     %%model_download --dir models
     owner/repo:Q4_K_M
@@ -42,6 +56,12 @@ Returns a pathlib.Path for one reference, a list of Paths for several; with -b/-
 the Job (or list of Jobs) at once, showing its widget. {var} and $var expand to Python values
 (in the cell form too). Interrupting the kernel pauses the download(s) and keeps the partial
 data: run the cell again to resume. An error prints one line and returns None.
+
+--inspect downloads nothing: it reads the model's GGUF / safetensors header with a few range
+requests (or the local file when it is already on disk), prints its model card (architecture,
+parameters, quant, context, layers, size, chat template, the memory it needs here) and returns
+the ModelCard that nbmodels.inspect() gives (a list for several references). The job widget
+shows the same card's summary line while a download runs.
 
 References:
     https://example.org/model.gguf    any http(s) URL
@@ -54,8 +74,47 @@ References:
 """
 
 
+#: Download options that mean something to --inspect (the others choose or check downloaded
+#: files, which --inspect never writes).
+INSPECT_OPTIONS = ("revision", "dir", "offline")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The shared download parser (:mod:`nbmodels._cliopts`) plus the magic's own flags (the
+    CLI has ``nbmodels inspect`` instead of ``--inspect``)."""
+    parser = build_parser(PROG)
+    group = parser.add_argument_group("model card")
+    group.add_argument(
+        "--inspect",
+        action="store_true",
+        help="print the model card read from the file header and return the ModelCard; "
+        "downloads nothing (takes --revision, --dir, --offline, --quiet)",
+    )
+    return parser
+
+
+def parse_magic(line: str, body: str | None = None) -> tuple[Command, bool]:
+    """The command of ``%model_download LINE`` (+ cell ``body``) and whether ``--inspect`` was
+    given. Raises :class:`UsageError`."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:  # e.g. an unclosed quote
+        raise UsageError(f"{PROG}: {exc}") from None
+    ns = _parser().parse_intermixed_args(words)
+    refs = group_refs(ns.refs)
+    if body is not None:  # the body's rules (one reference per line, # comments) are shared
+        refs.extend(parse_command([], prog=PROG, body=body).refs)
+    cmd = Command(
+        refs=tuple(refs),
+        options=options_from_namespace(ns),
+        background=bool(ns.background),
+        quiet=bool(ns.quiet),
+    )
+    return cmd, bool(ns.inspect)
+
+
 def _help() -> str:
-    return _INTRO + build_parser(PROG).format_help()
+    return _INTRO + _parser().format_help()
 
 
 def _error(message: str) -> None:
@@ -99,13 +158,17 @@ def _pause_all(jobs: Sequence[Job]) -> None:
 def run_download(line: str, body: str | None, shell: Any) -> Any:
     """The magic's work, given the (already expanded) line and cell body."""
     try:
-        cmd = parse_command(line, prog=PROG, body=body)
+        cmd, card_only = parse_magic(line, body)
         if not cmd.refs:
             raise UsageError(f"{PROG}: give at least one reference (see {PROG}?)")
+        if card_only:
+            _check_inspect(cmd)
         Options.create(**cmd.options)  # check every option before anything starts
     except (ValueError, TypeError) as exc:
         _error(str(exc) if isinstance(exc, UsageError) else one_line(exc))
         return None
+    if card_only:
+        return run_inspect(cmd)
     text_mode = not cmd.quiet and not widgets_supported(shell)
     jobs: list[Job] = []
     progress: TextProgress | None = None
@@ -142,6 +205,58 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     if failed:
         return None
     return paths[0] if len(cmd.refs) == 1 else paths
+
+
+# -- --inspect -------------------------------------------------------------------------------------
+
+
+def _check_inspect(cmd: Command) -> None:
+    unused = [f"--{name}" for name in cmd.options if name not in INSPECT_OPTIONS]
+    if cmd.background:
+        unused.append("--background")
+    if unused:
+        raise UsageError(
+            f"{PROG}: --inspect downloads nothing, so {', '.join(unused)} "
+            f"{'does' if len(unused) == 1 else 'do'} not apply"
+        )
+
+
+def card_text(card: ModelCard) -> str:
+    """What ``--inspect`` prints: the summary line, then one indented line per detail."""
+    rows = card_details(card)
+    width = max(len(key) for key, _ in rows)
+    return "\n".join([card.summary(), *(f"  {key:<{width}}  {value}" for key, value in rows)])
+
+
+def run_inspect(cmd: Command) -> Any:
+    """``--inspect``: print each reference's model card; return the card (or the list)."""
+    cards: list[ModelCard] = []
+    failed = False
+    for i, ref in enumerate(cmd.refs):
+        try:
+            card = inspect(ref, **cmd.options)
+        except (NbmodelsError, ValueError, TypeError) as exc:
+            _error(one_line(exc, more=MORE))
+            failed = True
+            continue
+        except KeyboardInterrupt:
+            print("Interrupted; nothing was downloaded.", flush=True)
+            return None
+        cards.append(card)
+        if not cmd.quiet:
+            head = f"{redact_url(ref) if '://' in ref else ref}\n" if len(cmd.refs) > 1 else ""
+            gap = "\n" if i and len(cmd.refs) > 1 else ""
+            print(f"{gap}{head}{card_text(card)}", flush=True)
+    if failed:
+        return None
+    return cards[0] if len(cmd.refs) == 1 else cards
+
+
+def inspect(ref: str, **options: Any) -> ModelCard:
+    """``nbmodels.inspect`` (looked up at call time, so tests and reloads see the current one)."""
+    import nbmodels
+
+    return nbmodels.inspect(ref, **options)
 
 
 def download(ref: str, **options: Any) -> Job:

@@ -7,14 +7,19 @@ Pure functions, no widget library.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .._progress import ACTIVE_STATUSES, INTERRUPTED, JobSnapshot, format_progress
+from .._progress import ACTIVE_STATUSES, INTERRUPTED, JobSnapshot, format_bytes, format_progress
 from ..errors import NbmodelsError
+
+if TYPE_CHECKING:
+    from .._inspect import ModelCard
 
 __all__ = [
     "allowed_actions",
+    "card_details",
+    "card_state",
     "display_name",
     "job_state",
     "one_line",
@@ -101,3 +106,67 @@ def one_line(exc: BaseException, *, more: str = "") -> str:
     lines = text.strip().splitlines()
     first = " ".join(lines[0].split()) if lines else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+# -- the model card (``nbmodels.inspect``) -----------------------------------------------------
+
+#: The only keys of ``state["card"]``: what the card says, never how it was fetched (no URL,
+#: token or error text can reach the front end through it).
+CARD_KEYS = ("summary", "text", "fit", "fit_text", "title")
+
+
+def _known(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def card_details(card: ModelCard) -> list[tuple[str, str]]:
+    """The detail rows of a model card (what ``%model_download --inspect`` prints under the
+    summary line, and the widget's tooltip)."""
+    from .._inspect import format_count
+
+    heads = f"{_known(card.heads)} heads"
+    if card.kv_heads is not None and card.kv_heads != card.heads:
+        heads += f" ({card.kv_heads} KV)"
+    count = len(card.files)
+    rows = [
+        ("architecture", card.architecture or "-"),
+        ("parameters", f"{card.parameters:,} ({format_count(card.parameters)})"),
+        ("quant" if card.format == "gguf" else "dtype", card.file_type or "-"),
+        ("context", _known(card.context_length)),
+        ("layers / heads", f"{_known(card.layers)} layers, {heads}"),
+        ("tensors", str(card.tensor_count)),
+        (
+            "size",
+            f"{format_bytes(card.total_size_bytes)} in {count} {card.format} "
+            f"file{'s' if count != 1 else ''}",
+        ),
+        ("chat template", {True: "yes", False: "no", None: "unknown"}[card.chat_template]),
+    ]
+    mem = card.memory
+    if mem is not None:
+        parts = [f"weights {format_bytes(mem.weights_bytes)}"]
+        if mem.kv_cache_bytes is not None:
+            parts.append(f"KV cache {format_bytes(mem.kv_cache_bytes)}")
+        parts.append(f"overhead {format_bytes(mem.overhead_bytes)}")
+        ctx = f" at ctx {mem.context}" if mem.context else ""
+        rows.append(("memory", f"{mem.summary()}{ctx}: {' + '.join(parts)}"))
+    return rows
+
+
+def card_state(card: ModelCard) -> dict[str, Any]:
+    """``state["card"]`` of a job widget: the one-line summary split into the model part
+    (``text``) and the memory verdict (``fit``: ``fits`` / ``tight`` / ``does not fit`` /
+    ``unknown``, shown as ``fit_text``), and a ``title`` with the detail rows. Only
+    :data:`CARD_KEYS`, all strings (``fit`` may be None)."""
+    summary = card.summary()
+    mem = card.memory
+    fit_text = mem.summary() if mem is not None else ""
+    text = summary.removesuffix(f" · {fit_text}") if fit_text else summary
+    title = "\n".join(f"{key}: {value}" for key, value in card_details(card))
+    return {
+        "summary": summary,
+        "text": text,
+        "fit": mem.verdict if mem is not None else None,
+        "fit_text": fit_text,
+        "title": title,
+    }

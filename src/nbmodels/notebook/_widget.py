@@ -10,7 +10,10 @@ Threads (DESIGN §6, BROWSER.md):
   call thread-safe :class:`~nbmodels.Job` methods; a ``poll`` is answered at once from that
   thread, in reply to the front end's message (a front end that stalls background output, such
   as Colab, still delivers that reply). Setting ``state`` is serialized by a per-widget lock, and
-  the value sent is always the newest, so the last message a view receives is current.
+  the value sent is always the newest, so the last message a view receives is current;
+- one ``nbmodels-card`` thread per job widget of a GGUF / safetensors reference: it reads the
+  file header (:func:`nbmodels.inspect`), stores the card and wakes the publisher, which sends
+  it as ``state["card"]`` (never prints; a failure just leaves the card out).
 """
 
 from __future__ import annotations
@@ -20,25 +23,62 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anywidget
 import traitlets
 
 from .._job import Job
 from .._progress import JobSnapshot
+from .._redact import redact_text
 from ..errors import NbmodelsError
 from ._context import widget_handler
 from ._publisher import INTERVAL, Publisher, get_publisher
-from ._state import job_state, one_line, plain_text
+from ._state import card_state, job_state, one_line, plain_text
 
-__all__ = ["JobWidget", "PanelWidget"]
+if TYPE_CHECKING:
+    from .._inspect import ModelCard
+
+__all__ = ["JobWidget", "PanelWidget", "card_wanted", "inspect_model"]
 
 log = logging.getLogger("nbmodels")
 
 STATIC = Path(__file__).with_name("static")
 #: Jobs the panel lists at most (newest first).
 PANEL_LIMIT = 50
+
+
+#: File names whose header a job widget reads for its model card.
+CARD_SUFFIXES = (".gguf", ".safetensors")
+
+
+def card_wanted(ref: str) -> bool:
+    """Does a job of ``ref`` get a model card? Hub model references that can mean GGUF or
+    safetensors weights (a quant, a ``.gguf`` / ``.safetensors`` file, a repository or folder:
+    :func:`nbmodels.inspect` picks the weights as a download would, or fails quietly), and
+    plain URLs of a ``.gguf`` / ``.safetensors`` file."""
+    from .._refs import parse_ref
+
+    try:
+        parsed = parse_ref(ref)
+    except (NbmodelsError, ValueError):
+        return False
+    if parsed.kind == "url":
+        return urlsplit(parsed.url or "").path.lower().endswith(CARD_SUFFIXES)
+    if parsed.repo_type != "model":
+        return False
+    if parsed.quant is not None or parsed.path is None or parsed.is_dir:
+        return True
+    return parsed.path.lower().endswith(CARD_SUFFIXES)
+
+
+def inspect_model(ref: str, **options: Any) -> ModelCard:
+    """:func:`nbmodels.inspect` (looked up at call time, so tests and reloads see the current
+    one)."""
+    import nbmodels
+
+    return nbmodels.inspect(ref, **options)
 
 
 def _with_text(bundle: Any, text: str) -> Any:
@@ -134,7 +174,12 @@ class _StateWidget(anywidget.AnyWidget):
 
 
 class JobWidget(_StateWidget):
-    """The live view of one :class:`~nbmodels.Job` (what displaying a Job shows)."""
+    """The live view of one :class:`~nbmodels.Job` (what displaying a Job shows).
+
+    For a GGUF or safetensors reference (:func:`card_wanted`) it also reads the model's header
+    once, in the background, and shows its one-line model card (``state["card"]``, see
+    :func:`~._state.card_state`) as soon as it is known: usually long before the download ends.
+    """
 
     def __init__(self, job: Job, *, publisher: Publisher | None = None) -> None:
         super().__init__(publisher=publisher, kind="job")
@@ -142,7 +187,11 @@ class JobWidget(_StateWidget):
         self._pending: JobSnapshot | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._finished = False
+        self._card: dict[str, Any] | None = None
+        self._card_due = False  # a card arrived and waits for the publisher
+        self._closed = False
         self._bind(job)
+        self._start_card(job)
 
     @property
     def job(self) -> Job:
@@ -173,10 +222,47 @@ class JobWidget(_StateWidget):
     def _forget_pending(self) -> None:
         with self._pending_lock:
             self._pending = None
+            self._card_due = False
 
     def _build_state(self, snap: JobSnapshot | None = None) -> dict[str, Any]:
         job = self._job
-        return job_state(snap or job.snapshot(), read_only=job.read_only)
+        data = job_state(snap or job.snapshot(), read_only=job.read_only)
+        data["card"] = self._card  # a retry keeps it: same reference, same model
+        return data
+
+    # -- the model card (its own thread) --------------------------------------------------------
+
+    def _start_card(self, job: Job) -> None:
+        """Start the one background header read of this widget (never blocks the caller)."""
+        if not card_wanted(job.ref):
+            return
+        opts = job.options
+        options = {
+            "offline": opts.offline,
+            "revision": opts.revision,
+            "dir": opts.dir,
+            "token": opts.token,
+        }
+        thread = threading.Thread(
+            target=self._load_card, args=(job.ref, options), name="nbmodels-card", daemon=True
+        )
+        thread.start()
+
+    def _load_card(self, ref: str, options: dict[str, Any]) -> None:
+        """Card thread: read the header; hand the card's display fields to the publisher. A
+        model card is an extra: any failure only leaves it out (logged at debug level)."""
+        try:
+            card = card_state(inspect_model(ref, **options))
+        except Exception as exc:  # noqa: BLE001 - see above; nothing may escape this thread
+            log.debug("nbmodels: no model card: %s", redact_text(one_line(exc)))
+            return
+        with self._pending_lock:
+            if self._closed:
+                return
+            self._card = card
+            self._card_due = True
+            # Under the lock, so close() either sees this feed added or this thread sees it closed.
+            self._publisher.notify(self)
 
     def _on_snapshot(self, snap: JobSnapshot) -> None:
         """Engine thread: keep the newest snapshot, wake the publisher. Never blocks."""
@@ -191,17 +277,22 @@ class JobWidget(_StateWidget):
     def flush(self, now: float) -> float | None:
         with self._pending_lock:
             snap = self._pending
-            if snap is None:
+            card_due = self._card_due
+            if self._closed or (snap is None and not card_due):
                 return None
             wait = self._last_push + INTERVAL - now
             if wait > 0:
                 return wait
             self._pending = None
+            self._card_due = False
         with self._push_lock:
-            if snap.job_id != self._job.id:
-                return None  # a late event of the job shown before a retry
-            self._set_state(self._build_state(snap))
-            if snap.done:
+            if snap is not None and snap.job_id != self._job.id:
+                snap = None  # a late event of the job shown before a retry
+                if not card_due:
+                    return None
+            current = snap or self._job.snapshot()  # a card alone: with the current snapshot
+            self._set_state(self._build_state(current))
+            if current.done:
                 self._finish()
         return None
 
@@ -223,7 +314,7 @@ class JobWidget(_StateWidget):
 
     @property
     def finished(self) -> bool:
-        return self._finished and self._pending is None
+        return self._closed or (self._finished and self._pending is None and not self._card_due)
 
     # -- front-end messages ------------------------------------------------------------------
 
@@ -254,6 +345,8 @@ class JobWidget(_StateWidget):
         if hasattr(self, "_publisher"):  # also called from __del__ of a half-built widget
             with self._push_lock:
                 self._finish()
+            with self._pending_lock:
+                self._closed = True  # a card that arrives later is dropped
             self._publisher.discard(self)
         super().close()
 

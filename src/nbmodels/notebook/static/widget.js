@@ -12,6 +12,7 @@ const FILES_SHOWN = 8; // file rows shown before "Show all"
 const COPIED_MS = 1500;
 
 const LABELS = { pause: "Pause", resume: "Resume", cancel: "Cancel", retry: "Retry" };
+const FITS = new Set(["fits", "tight", "does not fit", "unknown"]);
 let uid = 0;
 
 function h(tag, className, attrs) {
@@ -81,7 +82,7 @@ class Bar {
   }
 }
 
-/** One job: header, bar, text, buttons, file rows, error detail, final path. */
+/** One job: header, model card, bar, text, buttons, file rows, error detail, final path. */
 class JobCard {
   constructor(send, tag) {
     this.send = send;
@@ -97,6 +98,12 @@ class JobCard {
     this.badge = h("span", "nbm-badge", { "data-testid": "nbm-status", "aria-live": "polite" });
     head.append(this.name, this.badge);
     this.ref = h("div", "nbm-ref", { "data-testid": "nbm-ref" });
+    // The model card (read from the file header while the download runs): one line + fit badge.
+    this.card = h("div", "nbm-card", { "data-testid": "model-card" });
+    this.cardText = h("span", "nbm-card-text", { "data-testid": "model-card-text" });
+    this.cardFit = h("span", "nbm-badge nbm-badge-small nbm-fit", { "data-testid": "model-card-fit" });
+    this.card.append(this.cardText, this.cardFit);
+    this.card.hidden = true;
     this.bar = new Bar("nbm-bar-job", "Download progress");
     const line = h("div", "nbm-line");
     this.text = h("span", "nbm-text", { "data-testid": "nbm-text" });
@@ -117,7 +124,7 @@ class JobCard {
     this.copy.textContent = "Copy path";
     this.pathRow.append(this.pathText, this.copy);
     this.notice = h("p", "nbm-notice", { "data-testid": "nbm-job-notice", role: "status" });
-    this.el.append(head, this.ref, this.bar.el, line, this.files, this.more, this.error);
+    this.el.append(head, this.ref, this.card, this.bar.el, line, this.files, this.more, this.error);
     this.el.append(this.pathRow, this.notice);
 
     this.onClick = (event) => this.click(event);
@@ -159,6 +166,7 @@ class JobCard {
     setText(this.ref, s.ref);
     this.ref.hidden = !s.ref || s.ref === s.name;
     this.ref.title = s.ref || "";
+    this.drawCard(s);
     this.bar.el.setAttribute("aria-label", `Download progress of ${s.name || s.ref}`);
     this.bar.update(s.fraction, s.text, s.status, s.stalled);
     setText(this.text, s.text);
@@ -171,6 +179,24 @@ class JobCard {
     this.copy.setAttribute("aria-label", `Copy the path of ${s.name || s.ref}`);
     setText(this.notice, s.notice || "");
     this.notice.hidden = !s.notice;
+  }
+
+  drawCard(s) {
+    const card = s.card && typeof s.card === "object" ? s.card : null;
+    this.card.hidden = !card;
+    this.el.dataset.card = card ? "true" : "false";
+    if (!card) {
+      delete this.card.dataset.fit;
+      this.card.removeAttribute("title");
+      return;
+    }
+    const fit = FITS.has(card.fit) ? card.fit : "unknown";
+    this.card.dataset.fit = fit;
+    this.cardFit.dataset.fit = fit;
+    setText(this.cardText, card.text || card.summary);
+    setText(this.cardFit, card.fit_text);
+    this.cardFit.hidden = !card.fit_text;
+    this.card.title = card.title ? String(card.title) : String(card.summary || "");
   }
 
   drawActions(s) {
