@@ -27,6 +27,7 @@ import httpx2
 from ._config import Settings, env_flag, nbmodels_home
 from ._job import Job, _FileState
 from ._options import Options
+from ._paths import hidden_sibling
 from ._progress import INTERRUPTED
 from ._redact import redact_text, redact_url
 from ._refs import parse_ref
@@ -431,7 +432,7 @@ class Engine:
 def _lock_path(target: Path) -> Path:
     """Where the cross-process lock of a non-cache target lives (Hub cache blobs use
     huggingface_hub's own lock paths, passed in ``FileSpec.lock_path``)."""
-    return target.parent / ".nbmodels" / f"{target.name}.lock"
+    return target.parent / ".nbmodels" / hidden_sibling(target.name, ".lock")[1:]
 
 
 @contextlib.asynccontextmanager

@@ -7,11 +7,22 @@ Containment is checked on resolved paths, never with string prefixes.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import re
 import unicodedata
+import uuid
 from pathlib import Path
 
-__all__ = ["UnsafePathError", "contained", "safe_filename", "safe_relpath"]
+__all__ = [
+    "UnsafePathError",
+    "contained",
+    "hidden_sibling",
+    "safe_filename",
+    "safe_relpath",
+    "write_atomic",
+]
 
 _MAX_NAME_BYTES = 255
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -62,3 +73,37 @@ def contained(base: Path, relative: str) -> Path:
     if parent != root and not parent.is_relative_to(root):
         raise UnsafePathError(f"{relative[:80]!r} escapes {base}")
     return parent / candidate.name
+
+
+#: Our own files beside a target are named from the target's name; long names are shortened
+#: (and made unique with a digest) so that prefix + suffix always fit in one path component.
+_MAX_STEM_BYTES = 120
+
+
+def hidden_sibling(name: str, suffix: str) -> str:
+    """``.<name><suffix>``, short enough for any file system whatever the length of ``name``."""
+    stem = name
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_STEM_BYTES:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        stem = name.encode("utf-8", "surrogatepass")[:60].decode("utf-8", "ignore") + "~" + digest
+    return f".{stem}{suffix}"
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` all at once. The temporary file is created exclusively
+    and never through a symlink, so nothing planted beside the target is written through."""
+    tmp = path.with_name(hidden_sibling(path.name, f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o644)
+    try:
+        try:
+            os.write(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

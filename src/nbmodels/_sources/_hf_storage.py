@@ -24,10 +24,11 @@ import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._paths import UnsafePathError, contained, safe_commit
+from .._paths import UnsafePathError, contained, hidden_sibling, safe_commit, write_atomic
 from ..errors import NbmodelsError
 
 __all__ = ["CacheRepo", "LocalDirRepo", "hf_cache_dir"]
@@ -123,9 +124,9 @@ class CacheRepo:
         """Point the snapshot path at the blob: a relative symlink, or a copy where symlinks
         are impossible. Replaces whatever was at the snapshot path, atomically."""
         place.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = place.path.with_name(f".{place.path.name}.{os.getpid()}.nbmodels-link")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp = place.path.with_name(
+            hidden_sibling(place.path.name, f".{os.getpid()}.{uuid.uuid4().hex[:8]}.link")
+        )
         relative = os.path.relpath(place.target, place.path.parent)
         try:
             tmp.symlink_to(relative)
@@ -143,9 +144,7 @@ class CacheRepo:
         with contextlib.suppress(OSError):
             if ref_file.read_text(encoding="utf-8").strip() == commit:
                 return
-        tmp = ref_file.with_name(f".{ref_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(commit, encoding="utf-8")
-        os.replace(tmp, ref_file)
+        write_atomic(ref_file, commit.encode())
 
 
 class LocalDirRepo:
@@ -191,9 +190,7 @@ class LocalDirRepo:
         """The three-line record huggingface_hub reads (written while we hold its lock)."""
         meta = self.metadata_path(path)
         meta.parent.mkdir(parents=True, exist_ok=True)
-        tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-        tmp.write_text(f"{commit}\n{etag}\n{time.time()}\n", encoding="utf-8")
-        os.replace(tmp, meta)
+        write_atomic(meta, f"{commit}\n{etag}\n{time.time()}\n".encode())
 
     def files_on_disk(self) -> list[str]:
         """Repo paths recorded under this directory (no network)."""

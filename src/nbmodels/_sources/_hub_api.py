@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx2
 
@@ -172,18 +172,33 @@ class HubApi:
             try:
                 origin_of(url)
                 self.requests += 1
-                response = await self.client.request(method, url, headers=headers, **kwargs)
-                if response.status_code >= 400:
-                    raise self.error_for(response, **ctx)
-                if response.status_code != 200:
-                    raise NetworkError(
-                        f"The Hub answered {response.status_code} to {redact_url(url)}; "
-                        "expected 200."
-                    )
-                if len(response.content) > MAX_BODY:
-                    raise NetworkError(f"The Hub's answer to {redact_url(url)} is too large.")
+                request = self.client.build_request(method, url, headers=headers, **kwargs)
+                response = await self.client.send(request, stream=True)
                 try:
-                    return json.loads(response.content), response
+                    if response.status_code >= 400:
+                        raise self.error_for(response, **ctx)
+                    if response.status_code != 200:
+                        raise NetworkError(
+                            f"The Hub answered {response.status_code} to {redact_url(url)}; "
+                            "expected 200."
+                        )
+                    encoding = response.headers.get("Content-Encoding", "identity")
+                    if encoding.strip().lower() not in ("", "identity"):
+                        raise NetworkError(
+                            f"The Hub's answer to {redact_url(url)} is {encoding[:20]}-encoded "
+                            "although identity was requested."
+                        )
+                    body = bytearray()
+                    async for chunk in response.aiter_raw():  # bounded while reading
+                        body += chunk
+                        if len(body) > MAX_BODY:
+                            raise NetworkError(
+                                f"The Hub's answer to {redact_url(url)} is too large."
+                            )
+                finally:
+                    await response.aclose()
+                try:
+                    return json.loads(body), response
                 except ValueError as exc:
                     raise NetworkError(
                         f"The Hub's answer to {redact_url(url)} is not valid JSON."
@@ -239,7 +254,18 @@ class HubApi:
             nxt = response.links.get("next", {}).get("url")
             if not nxt:
                 return out
-            url = urljoin(str(response.url), nxt)
+            try:
+                url = urljoin(str(response.url), nxt)
+                origin_of(url)
+            except ValueError:
+                raise NetworkError(
+                    f"The Hub's tree listing of {self.repo_id} links to an unusable next page."
+                ) from None
+            if urlsplit(self.endpoint).scheme == "https" and urlsplit(url).scheme != "https":
+                raise NetworkError(
+                    f"The Hub's listing of {self.repo_id} continues over plain http "
+                    f"({redact_url(url)}); refusing the downgrade."
+                )
             params = None  # the next link carries its own query
         raise NetworkError(f"The Hub's tree listing of {self.repo_id} has too many pages.")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,10 @@ from urllib.parse import unquote, urlsplit
 
 from .._config import nbmodels_home
 from .._options import Options
-from .._paths import UnsafePathError, contained, safe_filename
+from .._paths import UnsafePathError, contained, hidden_sibling, safe_filename, write_atomic
 from .._redact import redact_url
 from .._transfer import FileSpec, TransferResult
+from .._transfer._http import split_userinfo
 from ..errors import OfflineError, RefError
 from ._base import Plan, PlannedFile
 
@@ -33,7 +33,10 @@ def url_filename(url: str) -> str:
     parts = urlsplit(url)
     segment = unquote(parts.path.rsplit("/", 1)[-1])
     try:
-        return safe_filename(segment)
+        name = safe_filename(segment)
+        if name == RECORD_DIR or ".nbmodels." in name:
+            raise UnsafePathError(f"{name[:80]!r} is a name nbmodels uses for its own files")
+        return name
     except UnsafePathError as exc:
         raise RefError(
             f"Cannot tell a file name from {redact_url(url)} ({exc}).",
@@ -50,7 +53,7 @@ def default_dir(url: str) -> Path:
 
 
 def _record_path(target: Path) -> Path:
-    return target.parent / RECORD_DIR / f"{target.name}.json"
+    return target.parent / RECORD_DIR / hidden_sibling(target.name, ".json")[1:]
 
 
 def read_record(target: Path) -> dict[str, Any] | None:
@@ -73,9 +76,7 @@ def _write_record(target: Path, key: str, result: TransferResult) -> None:
         "mtime_ns": st.st_mtime_ns,
         "completed_at": time.time(),
     }
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data).encode())
 
 
 def _sha256_file(path: Path) -> str:
@@ -133,7 +134,10 @@ def plan_url(url: str, options: Options) -> Plan:
             f"Offline, and {name} from {redact_url(url)} is not on disk at {target}.",
             hint="Connect to the network (or unset offline / HF_HUB_OFFLINE) to download it.",
         )
-    spec = FileSpec(name=name, url=url, target=target, key=key, sha256=options.sha256)
+    clean, credential = split_userinfo(url)
+    spec = FileSpec(
+        name=name, url=clean, target=target, key=key, sha256=options.sha256, credential=credential
+    )
 
     def after(result: TransferResult) -> None:
         _write_record(target, key, result)

@@ -35,7 +35,7 @@ import httpx2
 from .._config import Settings
 from .._progress import format_bytes
 from .._redact import redact_url
-from ..errors import InsufficientSpaceError, IntegrityError, NetworkError
+from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError
 from ._hasher import PrefixHasher
 from ._http import (
     USER_AGENT,
@@ -270,7 +270,8 @@ class FileTransfer:
             os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
             self.plan.commit(marks)
             self.state.size = self.size
-            self.state.save(self.state_path)
+            if self._owns_partial():  # never describe another process's file
+                self.state.save(self.state_path)
         except OSError:
             # Disk full or gone while saving: the previous state file still stands (atomic
             # replace) and claims only bytes that were durable when it was written.
@@ -295,7 +296,8 @@ class FileTransfer:
             await asyncio.to_thread(_datasync_and_close, os.dup(self._fd))
             self.plan.commit(marks)
             self.state.size = self.size
-            await asyncio.to_thread(self.state.save, self.state_path)
+            if self._owns_partial():
+                await asyncio.to_thread(self.state.save, self.state_path)
         except OSError:
             pass  # the previous state stands; the write path reports a full disk itself
 
@@ -305,8 +307,27 @@ class FileTransfer:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
+    def _owns_partial(self) -> bool:
+        """Is the partial path still the file this transfer writes? Not when another process
+        (with file locks that do nothing) discarded, replaced or published it."""
+        try:
+            mine, there = os.fstat(self._fd), os.lstat(self.part_path)
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+    def _lost_partial(self) -> NbmodelsError:
+        return NbmodelsError(
+            f"{self.spec.name}: another process replaced the partial download at "
+            f"{self.part_path} while this one ran (do file locks work on this file system?); "
+            "nothing was published by this download.",
+            hint="Re-run the download.",
+        )
+
     def _restart(self) -> None:
         """Forget every byte: the remote object changed or refused to resume."""
+        if not self._owns_partial():
+            raise self._lost_partial()  # truncating would cut someone else's (or a final) file
         self.size = self.spec.size
         self.plan.reset()
         self.plan.size = self.size
@@ -775,6 +796,8 @@ class FileTransfer:
 
     def _publish(self) -> None:
         target = self.spec.target
+        if not self._owns_partial():
+            raise self._lost_partial()  # what is there is not what was verified
         # os.replace swaps the directory entry: a symlink planted at the target is replaced,
         # never followed.
         os.replace(self.part_path, target)
@@ -819,17 +842,22 @@ class _Answer(Protocol):
 
 def _strong_validator(response: _Answer) -> str | None:
     etag = response.headers.get("ETag")
-    if etag and not etag.startswith("W/") and len(etag) <= 512:
+    if etag and not etag.startswith("W/") and len(etag) <= 512 and _sendable(etag):
         return etag
     last_modified = response.headers.get("Last-Modified")
-    if last_modified and len(last_modified) <= 64:
+    if last_modified and len(last_modified) <= 64 and _sendable(last_modified):
         return last_modified
     return None
 
 
+def _sendable(value: str) -> bool:
+    """A validator we can send back in If-Range: printable ASCII only."""
+    return value.isascii() and value.isprintable()
+
+
 def _content_length(response: _Answer) -> int | None:
     raw = response.headers.get("Content-Length")
-    if raw is None or not raw.strip().isdigit():
+    if raw is None or not (raw.strip().isascii() and raw.strip().isdigit()):
         return None
     return int(raw)
 

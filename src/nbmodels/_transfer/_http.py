@@ -6,13 +6,15 @@ httpx2 exceptions are translated here and nowhere else.
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx2
 
@@ -49,20 +51,54 @@ def origin_of(url: str) -> Origin:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """A bearer token that may be sent to exactly one origin."""
+    """A secret that may be sent to exactly one origin: a bearer token (the Hub), or the
+    user:password of a URL (``Basic``)."""
 
     token: str
     origin: Origin
+    scheme: str = "Bearer"
+
+    @classmethod
+    def basic(cls, user: str, password: str, origin: Origin) -> Credential:
+        raw = f"{unquote(user)}:{unquote(password)}".encode()
+        return cls(base64.b64encode(raw).decode("ascii"), origin, "Basic")
 
     def __repr__(self) -> str:
-        return f"Credential(origin={self.origin!r}, token=<hidden>)"
+        return f"Credential(origin={self.origin!r}, {self.scheme} <hidden>)"
 
     def headers_for(self, url: str) -> dict[str, str]:
         try:
             ok = origin_of(url) == self.origin
         except ValueError:
             ok = False
-        return {"Authorization": f"Bearer {self.token}"} if ok else {}
+        return {"Authorization": f"{self.scheme} {self.token}"} if ok else {}
+
+
+def split_userinfo(url: str) -> tuple[str, Credential | None]:
+    """``http://user:pw@host/x`` -> (``http://host/x``, a Basic credential for that origin).
+
+    The URL that travels (and that httpx2 logs) then never carries the password."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    cred = Credential.basic(parts.username or "", parts.password or "", origin_of(clean))
+    return clean, cred
+
+
+class _RedactLog(logging.Filter):
+    """httpx2 logs every request URL at INFO, signed query strings included: redact them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                redact_url(str(a)) if isinstance(a, httpx2.URL) else a for a in record.args
+            )
+        return True
+
+
+_log_filter = _RedactLog()
 
 
 class RetryableError(Exception):
@@ -75,6 +111,9 @@ class RetryableError(Exception):
 
 
 def make_client(settings: Settings) -> httpx2.AsyncClient:
+    logger = logging.getLogger("httpx2")
+    if _log_filter not in logger.filters:
+        logger.addFilter(_log_filter)
     timeout = httpx2.Timeout(
         connect=settings.connect_timeout,
         read=settings.read_timeout,
@@ -95,7 +134,7 @@ def parse_retry_after(value: str | None, *, cap: float, now: float | None = None
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -119,6 +158,9 @@ def _error_detail(response: httpx2.Response) -> str:
     code = response.headers.get("X-Error-Code")
     msg = response.headers.get("X-Error-Message")
     detail = ": ".join(x for x in (code, msg) if x)
+    query = response.request.url.query.decode("ascii", "replace")
+    if query:
+        detail = detail.replace(query, "…")  # a server echoing the signed URL back
     return redact_text(detail)[:300]
 
 
@@ -171,7 +213,12 @@ async def open_stream(
         req_headers = dict(headers)
         if credential is not None:
             req_headers.update(credential.headers_for(current))
-        request = client.build_request(method, current, headers=req_headers)
+        try:
+            request = client.build_request(method, current, headers=req_headers)
+        except (httpx2.InvalidURL, ValueError) as exc:
+            raise NetworkError(
+                f"Cannot request {redact_url(current)}: {type(exc).__name__}."
+            ) from None
         try:
             response = await client.send(request, stream=True)
         except httpx2.TimeoutException as exc:
@@ -187,7 +234,14 @@ async def open_stream(
                     raise NetworkError(
                         f"{redact_url(current)} answered {response.status_code} without a Location."
                     )
-                nxt = urljoin(current, location)
+                try:
+                    nxt = urljoin(current, location)
+                    origin_of(nxt)
+                except ValueError as exc:
+                    raise NetworkError(
+                        f"{redact_url(current)} redirected to an unusable address "
+                        f"({redact_text(str(exc))[:100]})."
+                    ) from None
                 scheme = urlsplit(nxt).scheme.lower()
                 if start_scheme == "https" and scheme == "http":
                     raise NetworkError(

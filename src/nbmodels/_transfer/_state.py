@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._paths import hidden_sibling, write_atomic
 from ._ranges import RangeSet
 
 __all__ = ["PartialState", "partial_paths"]
@@ -26,8 +25,10 @@ STATE_VERSION = 1
 
 def partial_paths(target: Path) -> tuple[Path, Path]:
     """(partial data path, state path) for a final target path."""
-    base = f".{target.name}.nbmodels"
-    return target.with_name(base + ".part"), target.with_name(base + ".json")
+    return (
+        target.with_name(hidden_sibling(target.name, ".nbmodels.part")),
+        target.with_name(hidden_sibling(target.name, ".nbmodels.json")),
+    )
 
 
 @dataclass
@@ -62,17 +63,25 @@ class PartialState:
         """Read a state file; None when absent, unreadable or inconsistent with the data file."""
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                return None
             if raw.get("version") != STATE_VERSION or not isinstance(raw.get("key"), str):
                 return None
             size = raw.get("size")
             validator = raw.get("validator")
-            if size is not None and (not isinstance(size, int) or size < 0):
+            if size is not None and (type(size) is not int or size < 0):
                 return None
             if validator is not None and not isinstance(validator, str):
                 return None
-            done = RangeSet((int(s), int(e)) for s, e in raw.get("done", []))
+            pairs = raw.get("done", [])
+            if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(type(x) is int for x in p)
+                for p in pairs
+            ):
+                return None
+            done = RangeSet((s, e) for s, e in pairs)
             on_disk = data_path.lstat().st_size if data_path.exists() else 0
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, RecursionError):
             return None
         # Never trust a claim beyond what the data file holds (or beyond the object's size).
         done.truncate(on_disk if size is None else min(on_disk, size))
@@ -80,15 +89,7 @@ class PartialState:
 
     def save(self, path: Path) -> None:
         """Atomically replace the state file (the data must already be durable)."""
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        data = json.dumps(self.to_json(), separators=(",", ":")).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(self.to_json(), separators=(",", ":")).encode())
 
     @staticmethod
     def discard(target: Path) -> None:
@@ -96,6 +97,3 @@ class PartialState:
         for p in partial_paths(target):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
