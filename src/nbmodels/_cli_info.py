@@ -141,12 +141,8 @@ def run_inspect(ns: argparse.Namespace, io: Io) -> int:
         io.line(f"  {key:<15} {value}")
     mem = card.memory
     if mem is not None:
-        parts = [f"weights {format_bytes(mem.weights_bytes)}"]
-        if mem.kv_cache_bytes is not None:
-            parts.append(f"KV cache {format_bytes(mem.kv_cache_bytes)}")
-        parts.append(f"overhead {format_bytes(mem.overhead_bytes)}")
         ctx = f" at ctx {mem.context}" if mem.context else ""
-        io.line(f"  {'memory':<15} ~{format_gb(mem.needed_bytes)}{ctx}: {' + '.join(parts)}")
+        io.line(f"  {'memory':<15} ~{format_gb(mem.needed_bytes)}{ctx}: {mem.breakdown()}")
         if mem.needed_bytes_at_model_context is not None and mem.model_context != mem.context:
             io.line(
                 f"  {'':<15} ~{format_gb(mem.needed_bytes_at_model_context)} at the full "

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._progress import format_bytes
+
 __all__ = [
     "DEFAULT_CONTEXT",
     "Gpu",
@@ -94,6 +96,15 @@ class MemoryEstimate:
     @property
     def available_bytes(self) -> int | None:
         return self.gpu_free_bytes if self.device == "GPU" else self.ram_available_bytes
+
+    def breakdown(self) -> str:
+        """'weights 668.0 MB + KV cache 45.1 MB + overhead 183.4 MB' (shared by the CLI and
+        the notebook)."""
+        parts = [f"weights {format_bytes(self.weights_bytes)}"]
+        if self.kv_cache_bytes is not None:
+            parts.append(f"KV cache {format_bytes(self.kv_cache_bytes)}")
+        parts.append(f"overhead {format_bytes(self.overhead_bytes)}")
+        return " + ".join(parts)
 
     def summary(self) -> str:
         """``fits (needs ~0.9 GB of 23 GB)``; ``fits on GPU (...)`` when it goes on a GPU."""

@@ -144,12 +144,8 @@ def card_details(card: ModelCard) -> list[tuple[str, str]]:
     ]
     mem = card.memory
     if mem is not None:
-        parts = [f"weights {format_bytes(mem.weights_bytes)}"]
-        if mem.kv_cache_bytes is not None:
-            parts.append(f"KV cache {format_bytes(mem.kv_cache_bytes)}")
-        parts.append(f"overhead {format_bytes(mem.overhead_bytes)}")
         ctx = f" at ctx {mem.context}" if mem.context else ""
-        rows.append(("memory", f"{mem.summary()}{ctx}: {' + '.join(parts)}"))
+        rows.append(("memory", f"{mem.summary()}{ctx}: {mem.breakdown()}"))
     return rows
 
 
