@@ -26,7 +26,7 @@ from ._refs import ModelRef
 from ._sources._hf import hf_endpoint
 from ._sources._hub_api import HubApi
 from ._transfer import Credential, make_client, origin_of
-from ._transfer._http import RetryableError, backoff_delay, open_stream
+from ._transfer._http import open_stream, with_retries
 from .errors import NetworkError
 
 __all__ = ["HubSession", "RemoteFile", "hub_session", "run_sync", "token_for"]
@@ -87,21 +87,13 @@ class RemoteFile:
         """Bytes ``[start, start + length)`` (fewer at the end of the file), with retries."""
         if length <= 0 or (self.size is not None and start >= self.size):
             return b""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._read_once(start, length)
-            except RetryableError as exc:
-                failure = exc
-            except httpx2.TransportError as exc:  # while reading the body
-                failure = RetryableError(f"{type(exc).__name__} reading {redact_url(self.url)}")
-            if attempt >= self.settings.max_attempts:
-                raise NetworkError(
-                    f"Could not read {self.name} after {attempt} attempts: {failure.reason}.",
-                    hint="Check the network (or HF_ENDPOINT) and try again.",
-                ) from failure
-            await asyncio.sleep(backoff_delay(attempt, self.settings, failure.retry_after))
+        return await with_retries(
+            lambda: self._read_once(start, length),
+            self.settings,
+            what=f"read {self.name}",
+            where=redact_url(self.url),
+            hint="Check the network (or HF_ENDPOINT) and try again.",
+        )
 
     async def _read_once(self, start: int, length: int) -> bytes:
         headers = {"Range": f"bytes={start}-{start + length - 1}"}

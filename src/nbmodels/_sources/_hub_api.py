@@ -13,7 +13,6 @@ paths are safe relative paths, sizes are non-negative integers, digests are hex.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from .._redact import redact_text, redact_url
 from .._transfer._http import (
     Credential,
     RetryableError,
-    backoff_delay,
     origin_of,
     parse_retry_after,
+    with_retries,
 )
 from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
 
@@ -162,63 +161,53 @@ class HubApi:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[Any, httpx2.Response]:
         """One JSON request with retries on transient failures; redirects are not followed."""
-        attempt = 0
         ctx = kwargs.pop("ctx", {})
-        while True:
-            attempt += 1
-            headers = {"Accept": "application/json"}
-            if self.credential is not None:
-                headers.update(self.credential.headers_for(url))
-            try:
-                origin_of(url)
-                self.requests += 1
-                request = self.client.build_request(method, url, headers=headers, **kwargs)
-                response = await self.client.send(request, stream=True)
-                try:
-                    if response.status_code >= 400:
-                        raise self.error_for(response, **ctx)
-                    if response.status_code != 200:
-                        raise NetworkError(
-                            f"The Hub answered {response.status_code} to {redact_url(url)}; "
-                            "expected 200."
-                        )
-                    encoding = response.headers.get("Content-Encoding", "identity")
-                    if encoding.strip().lower() not in ("", "identity"):
-                        raise NetworkError(
-                            f"The Hub's answer to {redact_url(url)} is {encoding[:20]}-encoded "
-                            "although identity was requested."
-                        )
-                    body = bytearray()
-                    async for chunk in response.aiter_raw():  # bounded while reading
-                        body += chunk
-                        if len(body) > MAX_BODY:
-                            raise NetworkError(
-                                f"The Hub's answer to {redact_url(url)} is too large."
-                            )
-                finally:
-                    await response.aclose()
-                try:
-                    return json.loads(body), response
-                except ValueError as exc:
-                    raise NetworkError(
-                        f"The Hub's answer to {redact_url(url)} is not valid JSON."
-                    ) from exc
-            except ValueError as exc:  # origin_of: not http(s)
-                raise NetworkError(f"Refusing to call {redact_url(url)}: {exc}.") from exc
-            except httpx2.TransportError as exc:
-                failure: RetryableError = RetryableError(
-                    f"could not reach {redact_url(self.endpoint)} ({type(exc).__name__})"
-                )
-                failure.__cause__ = exc
-            except RetryableError as exc:
-                failure = exc
-            if attempt >= self.settings.max_attempts:
+        try:
+            origin_of(url)
+        except ValueError as exc:  # not http(s)
+            raise NetworkError(f"Refusing to call {redact_url(url)}: {exc}.") from exc
+        return await with_retries(
+            lambda: self._request_once(method, url, ctx, **kwargs),
+            self.settings,
+            what=f"list {self.repo_id}",
+            where=redact_url(self.endpoint),
+            hint="Check the network (or HF_ENDPOINT) and try again; "
+            "files already on disk stay usable offline.",
+        )
+
+    async def _request_once(
+        self, method: str, url: str, ctx: dict[str, Any], **kwargs: Any
+    ) -> tuple[Any, httpx2.Response]:
+        headers = {"Accept": "application/json"}
+        if self.credential is not None:
+            headers.update(self.credential.headers_for(url))
+        self.requests += 1
+        request = self.client.build_request(method, url, headers=headers, **kwargs)
+        response = await self.client.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                raise self.error_for(response, **ctx)
+            if response.status_code != 200:
                 raise NetworkError(
-                    f"Could not list {self.repo_id} after {attempt} attempts: {failure.reason}.",
-                    hint="Check the network (or HF_ENDPOINT) and try again; "
-                    "files already on disk stay usable offline.",
-                ) from failure
-            await asyncio.sleep(backoff_delay(attempt, self.settings, failure.retry_after))
+                    f"The Hub answered {response.status_code} to {redact_url(url)}; expected 200."
+                )
+            encoding = response.headers.get("Content-Encoding", "identity")
+            if encoding.strip().lower() not in ("", "identity"):
+                raise NetworkError(
+                    f"The Hub's answer to {redact_url(url)} is {encoding[:20]}-encoded "
+                    "although identity was requested."
+                )
+            body = bytearray()
+            async for chunk in response.aiter_raw():  # bounded while reading
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise NetworkError(f"The Hub's answer to {redact_url(url)} is too large.")
+        finally:
+            await response.aclose()
+        try:
+            return json.loads(body), response
+        except ValueError as exc:
+            raise NetworkError(f"The Hub's answer to {redact_url(url)} is not valid JSON.") from exc
 
     async def commit(self, revision: str | None) -> str:
         """The 40-hex commit a revision points to (the default branch when None)."""

@@ -6,14 +6,16 @@ httpx2 exceptions are translated here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx2
@@ -30,8 +32,10 @@ __all__ = [
     "open_stream",
     "origin_of",
     "parse_retry_after",
+    "with_retries",
 ]
 
+T = TypeVar("T")
 Origin = tuple[str, str, int]
 USER_AGENT = "nbmodels/0.1"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -152,6 +156,38 @@ def backoff_delay(attempt: int, settings: Settings, retry_after: float | None = 
         return retry_after
     ceiling = min(settings.backoff_cap, settings.backoff_base * (2 ** max(0, attempt - 1)))
     return random.uniform(ceiling / 2, ceiling)
+
+
+async def with_retries(
+    attempt_once: Callable[[], Awaitable[T]],
+    settings: Settings,
+    *,
+    what: str,
+    where: str,
+    hint: str | None = None,
+) -> T:
+    """Run ``attempt_once`` until it succeeds, retrying :class:`RetryableError` and transport
+    errors with capped backoff (honouring Retry-After); after ``settings.max_attempts`` raise
+    a NetworkError saying what was tried. Other errors pass through at once.
+
+    The one retry loop for small requests (Hub listings, header reads); the transfer has its
+    own, which also counts progress between failures.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await attempt_once()
+        except RetryableError as exc:
+            failure = exc
+        except httpx2.TransportError as exc:
+            failure = RetryableError(f"could not reach {where} ({type(exc).__name__})")
+            failure.__cause__ = exc
+        if attempt >= settings.max_attempts:
+            raise NetworkError(
+                f"Could not {what} after {attempt} attempts: {failure.reason}.", hint=hint
+            ) from failure
+        await asyncio.sleep(backoff_delay(attempt, settings, failure.retry_after))
 
 
 def _error_detail(response: httpx2.Response) -> str:
