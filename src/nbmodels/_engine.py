@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import threading
 import uuid
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import filelock
 import httpx2
 
+from ._aio import pick_error
 from ._config import Settings, env_flag, nbmodels_home
 from ._job import Job, _FileState
 from ._options import Options
@@ -313,7 +315,7 @@ class Engine:
                         for item in todo:
                             group.create_task(one(item))
                 except BaseExceptionGroup as eg:
-                    raise _first_error(eg) from None
+                    raise pick_error(eg, asyncio.CancelledError, NbmodelsError) from None
                 finally:
                     ticker.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -331,7 +333,7 @@ class Engine:
     async def _plan(self, job: Job) -> Plan:
         options = job.options
         if not options.offline and env_flag("HF_HUB_OFFLINE"):
-            options = Options.create(**{**_plain(options), "offline": True})
+            options = dataclasses.replace(options, offline=True)
         parsed = parse_ref(job._source)
         if parsed.kind == "url":
             return await asyncio.to_thread(plan_url, job._source, options)
@@ -452,27 +454,6 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
         lock.release()
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a group of file failures (cancellation wins)."""
-    leaves: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup[BaseException]) -> None:
-        for e in g.exceptions:
-            if isinstance(e, BaseExceptionGroup):
-                walk(e)
-            else:
-                leaves.append(e)
-
-    walk(group)
-    for e in leaves:
-        if isinstance(e, asyncio.CancelledError):
-            return e
-    for e in leaves:
-        if isinstance(e, NbmodelsError):
-            return e
-    return leaves[0]
-
-
 def _as_nbmodels_error(exc: BaseException) -> NbmodelsError:
     if isinstance(exc, NbmodelsError):
         return exc
@@ -509,10 +490,6 @@ def _job_key(ref: str, options: Options) -> str:
             options.force,
         )
     )
-
-
-def _plain(options: Options) -> dict[str, Any]:
-    return {name: getattr(options, name) for name in options.__slots__}
 
 
 def _safe_options(data: dict[str, Any]) -> dict[str, Any]:

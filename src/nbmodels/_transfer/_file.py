@@ -32,6 +32,7 @@ from typing import Protocol
 
 import httpx2
 
+from .._aio import pick_error
 from .._config import Settings
 from .._progress import format_bytes
 from .._redact import redact_url
@@ -389,7 +390,9 @@ class FileTransfer:
                 self._start_worker(self.plan.first_part())
                 self._controller = group.create_task(self._control())
         except BaseExceptionGroup as eg:
-            raise _pick(eg) from None
+            raise pick_error(
+                eg, asyncio.CancelledError, _Restart, IntegrityError, InsufficientSpaceError
+            ) from None
         finally:
             self._group = None
             self._controller = None
@@ -804,23 +807,6 @@ class FileTransfer:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
         _fsync_dir(target.parent)
-
-
-def _pick(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to report from the workers (cancellation and restarts first)."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(e.exceptions)
-        else:
-            leaves.append(e)
-    for kind in (asyncio.CancelledError, _Restart, IntegrityError, InsufficientSpaceError):
-        for e in leaves:
-            if isinstance(e, kind):
-                return e
-    return leaves[0]
 
 
 def _datasync_and_close(fd: int) -> None:
