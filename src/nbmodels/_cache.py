@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._job import Job
-from ._refs import ModelRef, parse_ref
+from ._refs import REPO_URL_PREFIX, ModelRef, parse_ref
 from ._sources._hf import select_quant, split_siblings
 from ._sources._hf_storage import LocalDirRepo, hf_cache_dir, repo_folder
 from .errors import NotFoundError, RefError
@@ -43,7 +43,7 @@ __all__ = [
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
-_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_PREFIX = REPO_URL_PREFIX
 _DONE = ("completed", "already_downloaded")
 
 

@@ -87,7 +87,9 @@ _TYPE_PREFIXES: Final[dict[str, RepoType]] = {
     "datasets": "dataset",
     "spaces": "space",
 }
-_PREFIX_OF_TYPE: Final[dict[str, str]] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+#: URL path prefix of each repo type ("datasets/owner/name"); the one table the package uses.
+REPO_URL_PREFIX: Final[dict[str, str]] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_PREFIX_OF_TYPE = REPO_URL_PREFIX
 _UNSUPPORTED_PREFIXES: Final = frozenset({"kernels", "buckets"})
 _RESERVED_OWNERS: Final = frozenset(_TYPE_PREFIXES) | _UNSUPPORTED_PREFIXES
 _FILE_ROUTES: Final = frozenset({"blob", "resolve", "raw", "blame"})

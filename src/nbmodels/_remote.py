@@ -22,7 +22,7 @@ import httpx2
 from ._config import Settings
 from ._options import Options
 from ._redact import redact_url
-from ._refs import ModelRef
+from ._refs import REPO_URL_PREFIX, ModelRef
 from ._sources._hf import hf_endpoint
 from ._sources._hub_api import HubApi
 from ._transfer import Credential, make_client, origin_of
@@ -32,7 +32,7 @@ from .errors import NetworkError
 __all__ = ["HubSession", "RemoteFile", "hub_session", "run_sync", "token_for"]
 
 T = TypeVar("T")
-_TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_TYPE_PREFIX = REPO_URL_PREFIX
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 CHUNK = 64 * 1024
 

@@ -25,7 +25,7 @@ import httpx2
 
 from .._config import env_flag
 from .._options import Options
-from .._refs import ModelRef, is_sidecar, split_quant_name
+from .._refs import REPO_URL_PREFIX, ModelRef, is_sidecar, split_quant_name
 from .._transfer import Credential, FileSpec, TransferResult, origin_of
 from ..errors import NetworkError, NotFoundError, OfflineError
 from ._base import Plan, PlannedFile, SourceContext
@@ -35,7 +35,7 @@ from ._hub_api import HubApi, HubEntry
 __all__ = ["hf_endpoint", "plan_hf", "select_quant"]
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
-_TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_TYPE_PREFIX = REPO_URL_PREFIX
 
 
 def hf_endpoint() -> str:

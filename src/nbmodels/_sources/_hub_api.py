@@ -24,6 +24,7 @@ import httpx2
 from .._config import Settings
 from .._paths import UnsafePathError, safe_commit, safe_relpath
 from .._redact import redact_text, redact_url
+from .._refs import REPO_URL_PREFIX
 from .._transfer._http import (
     Credential,
     RetryableError,
@@ -38,7 +39,7 @@ __all__ = ["HubApi", "HubEntry", "hub_error"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _TYPE_PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
-_TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_TYPE_PREFIX = REPO_URL_PREFIX
 MAX_PAGES = 1000
 MAX_BODY = 64 * 1024 * 1024
 
