@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["pick_error"]
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["pick_error", "run_blocking"]
+
+T = TypeVar("T")
 
 
 def pick_error(
@@ -23,3 +31,47 @@ def pick_error(
             if isinstance(e, kind):
                 return e
     return leaves[0]
+
+
+async def run_blocking(fn: Callable[[], T], abort: Callable[[], None], name: str) -> T:
+    """Run ``fn`` on a fresh daemon thread and return its result.
+
+    A daemon thread, not the loop's executor: a call blocked on a socket never holds up
+    interpreter exit, and there is no pool size to exhaust. If the awaiting task is cancelled,
+    ``abort()`` is called (it must make ``fn`` return soon, e.g. by shutting its socket down)
+    and the cancellation waits for the thread to end, so nothing ``fn`` touches (a file
+    descriptor) is used after this returns.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: BaseException | None, value: T | None) -> None:
+        if done.done():
+            return
+        if outcome is None:
+            done.set_result(value)  # type: ignore[arg-type]
+        else:
+            done.set_exception(outcome)
+
+    def main() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome: BaseException | None = exc
+            value = None
+        else:
+            outcome = None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome, value)
+
+    threading.Thread(target=main, name=name, daemon=True).start()
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        abort()
+        while not done.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([done])
+        if not done.cancelled():
+            done.exception()  # retrieved: the cancellation is what gets reported
+        raise

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx2
 
@@ -108,6 +110,10 @@ PIECE_MIN = 4 << 20
 PIECE_MAX = 64 << 20
 #: The background hasher works when at least this much new prefix is waiting.
 HASH_STEP = 8 << 20
+#: How often progress is reported (and checkpoints considered) for the fast path's writes.
+REPORT_INTERVAL = 0.1
+#: Writeback of new data starts whenever this much more was written.
+WRITEBACK_STEP = 16 << 20
 
 
 def auto_connections(size: int | None) -> int:
@@ -133,6 +139,34 @@ class _Conn:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
+
+
+class _PartWriter:
+    """Where a fast-path body goes: the part's next bytes, reserved before each receive so a
+    concurrent steal (on the loop) never takes bytes this thread is about to write."""
+
+    __slots__ = ("failed", "part", "transfer")
+
+    def __init__(self, transfer: FileTransfer, part: Part) -> None:
+        self.transfer = transfer
+        self.part = part
+        self.failed = False
+
+    def room(self, limit: int) -> int:
+        part = self.part
+        with self.transfer.plan.lock:
+            if part.end is None:
+                return 0
+            n = max(0, min(limit, part.end - part.pos))
+            part.claim = part.pos + n
+            return n
+
+    def write(self, data: memoryview) -> None:
+        try:
+            self.transfer._put(self.part, data)
+        except BaseException:
+            self.failed = True  # the caller reports this error, not a lost connection
+            raise
 
 
 class FileTransfer:
@@ -183,7 +217,6 @@ class FileTransfer:
         self._written = 0
         self._direct_url: str | None = None
         self._fast_path = True
-        self._sink_error: Exception | None = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -383,7 +416,8 @@ class FileTransfer:
         self._accepts_ranges = False
         self._failures = 0
         self._grow = True
-        hasher = asyncio.get_running_loop().create_task(self._hash_loop())
+        loop = asyncio.get_running_loop()
+        helpers = [loop.create_task(self._hash_loop()), loop.create_task(self._report())]
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -396,8 +430,10 @@ class FileTransfer:
         finally:
             self._group = None
             self._controller = None
-            hasher.cancel()
-            await asyncio.gather(hasher, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            self._on_progress(self._written, self.size)
             await self._settle_background()
             self._checkpoint(force=True)
         if self.size is None:
@@ -609,16 +645,7 @@ class FileTransfer:
                 raise Unsupported("no Content-Length")
             return length
 
-        self._sink_error = None
-
-        def sink(data: memoryview) -> bool:
-            # Runs inside the protocol callback: never raise there; report afterwards.
-            try:
-                return self._write(part, data)
-            except Exception as exc:  # noqa: BLE001 - re-raised by _fetch_raw below
-                self._sink_error = exc
-                return False
-
+        writer = _PartWriter(self, part)
         try:
             await conn.for_url(url).get(
                 url,
@@ -626,17 +653,16 @@ class FileTransfer:
                 connect_timeout=self.settings.connect_timeout,
                 read_timeout=self.settings.read_timeout,
                 check=check,
-                sink=sink,
+                writer=writer,
             )
         except TimeoutError as exc:
             raise RetryableError(
                 f"no data for {self.settings.read_timeout:.0f} s from {shown}"
             ) from exc
         except (ConnectionError, OSError) as exc:
-            if self._sink_error is None:
-                raise RetryableError(f"connection to {shown} lost at byte {part.pos}") from exc
-        if self._sink_error is not None:
-            raise self._sink_error
+            if isinstance(exc, NbmodelsError) or writer.failed:
+                raise
+            raise RetryableError(f"connection to {shown} lost at byte {part.pos}") from exc
         if part.end is not None and part.pos < part.end:
             raise RetryableError(f"connection closed at byte {part.pos} of {part.end} from {shown}")
 
@@ -727,15 +753,24 @@ class FileTransfer:
             ) from exc
 
     def _write(self, part: Part, chunk: bytes | memoryview) -> bool:
-        """Write one received chunk at the part's position; False once the part is complete.
-        The hot path of every transfer: constant work per chunk."""
+        """Write one chunk received on the loop at the part's position; False once the part is
+        complete."""
+        self._put(part, chunk)
+        self._on_progress(self._written, self.size)
+        self._checkpoint_soon()
+        return part.end is None or part.pos < part.end
+
+    def _put(self, part: Part, chunk: bytes | memoryview) -> None:
+        """Write ``chunk`` at the part's position (clipped at its end: a steal moved it, or the
+        server sent extra bytes). The hot path of every transfer, on the loop or on a
+        connection's thread: constant work per chunk."""
         end = part.end
         n = len(chunk)
         if end is not None and part.pos + n > end:
-            n = end - part.pos  # a steal moved our end, or the server sent extra bytes
-            if n <= 0:
-                return False
+            n = max(0, end - part.pos)
             chunk = chunk[:n]
+        if n == 0:
+            return
         try:
             written = _pwrite(self._fd, chunk, part.pos)
         except OSError as exc:
@@ -746,12 +781,28 @@ class FileTransfer:
             raise
         if written != n:  # short write: the disk filled up between checks
             raise _space_error(self.part_path.parent, n - written, 0)
-        part.pos += n
-        self.transferred += n
-        self._written += n
-        self._on_progress(self._written, self.size)
-        self._checkpoint_soon()
-        return end is None or part.pos < end
+        with self.plan.lock:
+            part.pos += n
+            self.transferred += n
+            self._written += n
+
+    async def _report(self) -> None:
+        """Progress and checkpoints for what the connections' threads write (they never call
+        into the loop themselves), and early writeback: the disk writes the data while it
+        arrives, so the fsync before publishing finds little left to do."""
+        reported = -1
+        flushed = self._written
+        flushing: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._written != reported:
+                reported = self._written
+                self._on_progress(reported, self.size)
+                self._checkpoint_soon()
+            if reported - flushed >= WRITEBACK_STEP and (flushing is None or flushing.done()):
+                flushed = reported
+                flushing = loop.run_in_executor(None, _start_writeback, os.dup(self._fd))
+            await asyncio.sleep(REPORT_INTERVAL)
 
     # -- verify and publish ---------------------------------------------------------------------
 
@@ -807,6 +858,38 @@ class FileTransfer:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
         _fsync_dir(target.parent)
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], fn)
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> None:
+    """Start writing ``fd``'s dirty pages to disk (closes ``fd``). On Linux this does not wait
+    for the disk; elsewhere it is a plain data sync."""
+    try:
+        if _sync_file_range is not None:
+            _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # failure: nothing to do
+        elif hasattr(os, "fdatasync"):
+            os.fdatasync(fd)
+        else:
+            os.fsync(fd)
+    except OSError:
+        pass  # only an early start; the fsync before publishing reports real trouble
+    finally:
+        os.close(fd)
 
 
 def _datasync_and_close(fd: int) -> None:

@@ -5,12 +5,17 @@ will write and ``committed`` how far the durable state already records it. A par
 shrink while it runs — another connection *steals* the second half of the largest remaining
 part, so a slow connection never leaves a long tail at 99%.
 
+Connections that receive on their own threads first *reserve* the bytes they are about to
+receive (``claim``, under :attr:`PartPlan.lock`); a steal never takes reserved bytes, so a
+part's writes never cross its (shrinking) end.
+
 Invariants (property-tested): the ranges of active parts never overlap each other or the
 durable set; every byte of ``[0, size)`` is eventually durable exactly once per transfer.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from ._ranges import RangeSet
@@ -29,15 +34,19 @@ class Part:
     end: int | None  # None: open-ended (size unknown)
     pos: int = field(init=False)
     committed: int = field(init=False)
+    #: Bytes up to here are being received now and will be written (>= pos while reserved).
+    claim: int = field(init=False)
     active: bool = True
 
     def __post_init__(self) -> None:
         self.pos = self.start
         self.committed = self.start
+        self.claim = self.start
 
     @property
     def remaining(self) -> int:
-        return 0 if self.end is None else max(0, self.end - self.pos)
+        """Bytes nobody has reserved yet (what a steal may take)."""
+        return 0 if self.end is None else max(0, self.end - max(self.pos, self.claim))
 
     def __repr__(self) -> str:
         return f"Part({self.start}-{self.end} pos={self.pos} {'active' if self.active else 'idle'})"
@@ -50,6 +59,8 @@ class PartPlan:
         self.done = done
         self.size = size
         self.parts: list[Part] = []
+        #: Guards ends, positions and claims against the receiving threads.
+        self.lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -107,17 +118,19 @@ class PartPlan:
             part = Part(start, end)
             self.parts.append(part)
             return part
-        victim = max(self.active(), key=lambda p: p.remaining, default=None)
-        if victim is None or victim.end is None or victim.remaining < 2 * MIN_PART:
-            return None
-        mid = victim.pos + victim.remaining // 2
-        mid -= mid % ALIGN
-        if mid - victim.pos < MIN_PART or victim.end - mid < MIN_PART:
-            return None
-        part = Part(mid, victim.end)
-        victim.end = mid
-        self.parts.append(part)
-        return part
+        with self.lock:
+            victim = max(self.active(), key=lambda p: p.remaining, default=None)
+            if victim is None or victim.end is None or victim.remaining < 2 * MIN_PART:
+                return None
+            base = max(victim.pos, victim.claim)
+            mid = base + victim.remaining // 2
+            mid -= mid % ALIGN
+            if mid - base < MIN_PART or victim.end - mid < MIN_PART:
+                return None
+            part = Part(mid, victim.end)
+            victim.end = mid
+            self.parts.append(part)
+            return part
 
     def next_part_available(self) -> bool:
         """Is there unclaimed work (without assigning it)?"""

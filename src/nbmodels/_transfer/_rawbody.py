@@ -2,11 +2,14 @@
 
 httpx2 stays in charge of everything that needs judgement — the first request of a file,
 redirects, credentials, error answers. Once that probe has shown a plain ``206`` from a final
-URL, the parts' bodies come through here: an ``asyncio.BufferedProtocol`` receives into a 1 MiB
-buffer that is reused for the whole connection, and each filled slice goes to ``pwrite`` at
-its offset from the protocol callback. No per-chunk allocation, no copies between layers
-(httpcore2 reads 64 KiB at a time and copies each body byte several times before a client sees
-it; this is the gap the benchmark showed between httpx2 and curl).
+URL, the parts' bodies come through here: each connection is a blocking socket served by its
+own thread, which receives into a buffer reused for the whole connection and hands each filled
+slice to a :class:`BodyWriter` (``pwrite`` at its offset). On plain TCP one ``recv`` with
+``MSG_WAITALL`` fills up to 1 MiB (sized so that one wait stays short on a slow link), so the
+per-byte work in Python is one call per buffer; the kernel's copy and the write run without
+the GIL, in parallel with the hasher and the event loop. (httpcore2 reads 64 KiB at a time and copies each body byte several times; an asyncio
+protocol costs a loop iteration per socket read. Both left the loop's core saturated well
+below what the disk and the hash could take; this is the gap the benchmark showed.)
 
 The contract is the same as the probe's: exactly the asked range, checked ``Content-Range``,
 ``Content-Length`` and validator, ``Accept-Encoding: identity``, no credential (the final URL is
@@ -17,26 +20,40 @@ unusual — chunked bodies, redirects, proxies, unexpected statuses — raises
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import select
+import socket
 import ssl
+import struct
+import time
 import urllib.request
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
 import httpx2
 
-__all__ = ["BodySink", "RawConnection", "RawHead", "Unsupported", "usable_for"]
+from .._aio import run_blocking
 
-T = TypeVar("T")
+__all__ = ["BodyWriter", "RawConnection", "RawHead", "Unsupported", "usable_for"]
+
 BUFFER_SIZE = 1 << 20
+#: Receives start at this size and adapt so that one takes about RECV_WAIT seconds at most.
+MIN_RECV = 64 << 10
+RECV_WAIT = 0.05
 MAX_HEAD = 64 * 1024
 
-#: Called with each received slice of the body; returns False to stop reading (part complete).
-BodySink = Callable[[memoryview], bool]
-
 _ssl_context: ssl.SSLContext | None = None
+
+
+class BodyWriter(Protocol):
+    """Where a body goes. Both methods run on the connection's thread."""
+
+    def room(self, limit: int) -> int:
+        """How many more bytes (at most ``limit``) this part takes now; 0 stops reading."""
+
+    def write(self, data: memoryview) -> None:
+        """Store ``data``, the next bytes of the part (raises to stop, e.g. a full disk)."""
 
 
 class Unsupported(Exception):
@@ -62,137 +79,209 @@ def usable_for(url: str) -> bool:
     return True
 
 
-class _Protocol(asyncio.BufferedProtocol):
-    """One HTTP/1.1 connection, one request at a time (keep-alive between requests)."""
+class RawConnection:
+    """A keep-alive connection to one origin for ranged GETs (one at a time).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    The event loop awaits each blocking step on the connection's thread; a cancelled await
+    shuts the socket down and waits until the thread has stopped writing.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.origin = (parts.scheme, parts.hostname or "", parts.port)
+        self._sock: socket.socket | None = None
         self._buf = bytearray(BUFFER_SIZE)
         self._view = memoryview(self._buf)
-        self.transport: asyncio.Transport | None = None
-        self.last_activity = loop.time()
-        self.closed = False
-        self._abandoned = False
-        self._begin()
+        self._pending = (0, 0)  # body bytes that arrived with the head: buf[start:stop]
+        self._stopping = False
 
-    def _begin(self) -> None:
-        self._head = bytearray()
-        self._pending: memoryview = memoryview(b"")
-        self._sink: BodySink | None = None
-        self._remaining = 0
-        self.stopped_early = False
-        self.head: asyncio.Future[RawHead] = self._loop.create_future()
-        self.done: asyncio.Future[None] = self._loop.create_future()
-
-    def next_request(self) -> None:
-        """Reset for the next request on this connection."""
-        self._begin()
-        self.last_activity = self._loop.time()
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    def abandon(self) -> None:
-        """Close without reporting anything more (the caller has stopped listening)."""
-        self._abandoned = True
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.last_activity = self._loop.time()
-        data = self._view[:nbytes]
-        if not self.head.done():
-            self._read_head(nbytes)
-        elif self.done.done():
-            self._fail(Unsupported("bytes after the end of a response"))
-        else:
-            self._deliver(data)
-
-    def _read_head(self, nbytes: int) -> None:
-        if not self._head:
-            # Usual case: the whole head is in this read. Copy only the head; the body bytes
-            # behind it stay in the buffer, which is not refilled while reading is paused.
-            end = self._buf.find(b"\r\n\r\n", 0, nbytes)
-            if end >= 0:
-                raw = bytes(self._buf[:end])
-                self._pending = self._view[end + 4 : nbytes]
-                self._got_head(raw)
-                return
-        self._head += self._view[:nbytes]
-        end = self._head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._head) > MAX_HEAD:
-                self._fail(Unsupported("response head too large"))
-            return
-        raw, self._pending = bytes(self._head[:end]), memoryview(bytes(self._head[end + 4 :]))
-        self._head = bytearray()
-        self._got_head(raw)
-
-    def _got_head(self, raw: bytes) -> None:
+    def matches(self, url: str) -> bool:
+        """Is this an open connection to the origin of ``url``? An idle connection that has
+        something to read was closed by the server (or is out of step): not reusable."""
+        parts = urlsplit(url)
+        if self._sock is None or (parts.scheme, parts.hostname or "", parts.port) != self.origin:
+            return False
         try:
-            head = _parse_head(raw)
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            readable = [self._sock]
+        if readable:
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def _abort(self) -> None:
+        """From the loop: make the thread's blocking call return now."""
+        self._stopping = True
+        sock = self._sock
+        if sock is not None:
+            # The plain socket's shutdown, also for TLS: it wakes a blocked read without
+            # touching the TLS object the thread is using.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    async def get(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        check: Callable[[RawHead], int],
+        writer: BodyWriter,
+    ) -> None:
+        """GET ``url`` with ``headers``; ``check(head)`` (on the loop) validates the answer,
+        raising what the caller wants, and returns the body length to read; the body goes to
+        ``writer`` (on the connection's thread).
+
+        Raises :class:`Unsupported`, ``TimeoutError`` (no data for ``read_timeout``) or
+        ``ConnectionError`` (closed early). The connection stays open for the next request
+        when the whole body was read and the server allows it.
+        """
+        parts = urlsplit(url)
+        self._stopping = False
+        ok = False
+        try:
+            head = await run_blocking(
+                lambda: self._request(parts, headers, connect_timeout, read_timeout),
+                self._abort,
+                "nbmodels-connection",
+            )
+            length = check(head)
+            whole = await run_blocking(
+                lambda: self._body(length, writer), self._abort, "nbmodels-connection"
+            )
+            ok = whole and "close" not in head.headers.get("Connection", "").lower()
+        finally:
+            if not ok:
+                self.close()
+
+    # -- on the connection's thread -------------------------------------------------------------
+
+    def _request(
+        self, parts: SplitResult, headers: dict[str, str], connect_timeout: float, idle: float
+    ) -> RawHead:
+        if self._sock is None:
+            self._sock = _connect(parts, connect_timeout, idle)
+        sock = self._sock
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        host = parts.hostname or ""
+        host_header = host if parts.port is None else f"{host}:{parts.port}"
+        if ":" in host:
+            host_header = f"[{host}]" + (f":{parts.port}" if parts.port else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        filled = 0
+        while True:
+            n = self._recv(filled, min(BUFFER_SIZE, MAX_HEAD + 4) - filled, wait_all=False)
+            if n == 0:
+                raise ConnectionError("connection closed early (EOF before the response head)")
+            filled += n
+            end = self._buf.find(b"\r\n\r\n", 0, filled)
+            if end >= 0:
+                break
+            if filled >= MAX_HEAD:
+                raise Unsupported("response head too large")
+        try:
+            head = _parse_head(bytes(self._buf[:end]))
         except ValueError as exc:
-            self._fail(Unsupported(f"malformed response head: {exc}"))
-            return
-        assert self.transport is not None
-        self.transport.pause_reading()  # until the caller has checked the head
-        self.head.set_result(head)
+            raise Unsupported(f"malformed response head: {exc}") from None
+        self._pending = (end + 4, filled)
+        return head
 
-    def start_body(self, sink: BodySink, length: int) -> None:
-        """Deliver ``length`` body bytes to ``sink`` (the head has been accepted)."""
-        assert self.transport is not None
-        self._sink = sink
-        self._remaining = length
-        pending, self._pending = self._pending, memoryview(b"")
-        if pending:
-            self._deliver(pending)
-        elif length == 0:
-            self.done.set_result(None)
-        if not self.done.done():
-            self.last_activity = self._loop.time()
-            self.transport.resume_reading()
+    def _body(self, length: int, writer: BodyWriter) -> bool:
+        """Read ``length`` body bytes into the writer. False when the writer stopped early or
+        the server sent more than it declared (the connection cannot be reused)."""
+        view = self._view
+        start, stop = self._pending
+        self._pending = (0, 0)
+        remaining = length
+        while start < stop and remaining:
+            n = writer.room(min(stop - start, remaining))
+            if n == 0:
+                return False
+            writer.write(view[start : start + n])
+            start += n
+            remaining -= n
+        if start < stop:
+            return False  # bytes beyond the declared length: this connection is spent
+        size = MIN_RECV  # grows while whole buffers arrive quickly, shrinks on slow links
+        while remaining:
+            if self._stopping:
+                raise ConnectionError("connection shut down")
+            want = writer.room(min(size, remaining))
+            if want == 0:
+                return False  # unread body on the wire: this connection is spent
+            started = time.monotonic()
+            n = self._recv(0, want, wait_all=True)
+            if n == 0:
+                raise ConnectionError("connection closed early (EOF)")
+            writer.write(view[:n])
+            remaining -= n
+            # Keep each wait short, so bytes reach the disk (and the progress display)
+            # steadily even on a slow link, and a killed process loses little.
+            took = time.monotonic() - started
+            if took > RECV_WAIT and size > MIN_RECV:
+                size //= 2
+            elif n == want and took < RECV_WAIT / 4 and size < BUFFER_SIZE:
+                size *= 2
+        return True
 
-    def _deliver(self, data: memoryview) -> None:
-        if self._sink is None or self.done.done():
-            return
-        extra = len(data) > self._remaining
-        if extra:
-            data = data[: self._remaining]  # never more than the declared length
-        self._remaining -= len(data)
-        keep_going = self._sink(data) if len(data) else True
-        if not keep_going or self._remaining == 0:
-            self.stopped_early = self._remaining > 0 or extra
-            self.done.set_result(None)
-            assert self.transport is not None
-            if self.stopped_early:
-                self.abandon()  # unread body on the wire: this connection is spent
-            else:
-                self.transport.pause_reading()
+    def _recv(self, offset: int, want: int, *, wait_all: bool) -> int:
+        """Receive into the buffer at ``offset``: up to ``want`` bytes (all of them with
+        ``wait_all`` on plain TCP, unless the idle timeout or the peer ends it first)."""
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("connection closed")
+        view = self._view[offset : offset + want]
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                got = 0  # TLS hands over one record (16 KiB) per read
+                while got < want:
+                    n = sock.recv_into(view[got:], want - got)
+                    if n == 0 or not wait_all:
+                        return got + n
+                    got += n
+                return got
+            return sock.recv_into(view, want, socket.MSG_WAITALL if wait_all else 0)
+        except (BlockingIOError, ssl.SSLWantReadError) as exc:
+            # SO_RCVTIMEO expired with nothing received.
+            raise TimeoutError("no data within the idle timeout") from exc
 
-    def _fail(self, exc: BaseException) -> None:
-        for fut in (self.head, self.done):
-            if not fut.done():
-                fut.set_exception(exc)
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._abandoned:
-            return
-        if not self.head.done() or not self.done.done():
-            self._fail(ConnectionError(f"connection closed early ({exc or 'EOF'})"))
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost reports what was missing
+def _connect(parts: SplitResult, connect_timeout: float, idle: float) -> socket.socket:
+    global _ssl_context
+    host = parts.hostname or ""
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if secure:
+            if _ssl_context is None:
+                _ssl_context = httpx2.create_ssl_context()
+            sock = _ssl_context.wrap_socket(sock, server_hostname=host)
+            # Python's own timeout mode for TLS (one record per read anyway).
+            sock.settimeout(idle)
+        else:
+            # Blocking, so MSG_WAITALL fills whole buffers; the kernel enforces the idle limit.
+            sock.settimeout(None)
+            seconds = int(idle)
+            timeval = struct.pack("ll", seconds, int((idle - seconds) * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _parse_head(raw: bytes) -> RawHead:
@@ -208,97 +297,3 @@ def _parse_head(raw: bytes) -> RawHead:
             raise ValueError("bad header line")
         pairs.append((name.decode("latin-1"), value.strip().decode("latin-1")))
     return RawHead(status, httpx2.Headers(pairs))
-
-
-class RawConnection:
-    """A keep-alive connection to one origin for ranged GETs (one at a time)."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.origin = (parts.scheme, parts.hostname or "", parts.port)
-        self._proto: _Protocol | None = None
-
-    def matches(self, url: str) -> bool:
-        parts = urlsplit(url)
-        alive = self._proto is not None and not self._proto.closed
-        return alive and (parts.scheme, parts.hostname or "", parts.port) == self.origin
-
-    def close(self) -> None:
-        if self._proto is not None:
-            self._proto.abandon()
-            self._proto = None
-
-    async def get(
-        self,
-        url: str,
-        headers: dict[str, str],
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        check: Callable[[RawHead], int],
-        sink: BodySink,
-    ) -> None:
-        """GET ``url`` with ``headers``; ``check(head)`` validates the answer (raising what the
-        caller wants) and returns the body length to read; each slice goes to ``sink``.
-
-        Raises :class:`Unsupported`, ``TimeoutError`` (no data for ``read_timeout``) or
-        ``ConnectionError`` (closed early). The connection stays open for the next request
-        when the whole body was read and the server allows it.
-        """
-        parts = urlsplit(url)
-        proto = self._proto
-        if proto is None or proto.closed:
-            proto = self._proto = await _connect(parts, connect_timeout)
-        else:
-            proto.next_request()
-        assert proto.transport is not None
-        ok = False
-        try:
-            target = parts.path or "/"
-            if parts.query:
-                target += "?" + parts.query
-            host = parts.hostname or ""
-            host_header = host if parts.port is None else f"{host}:{parts.port}"
-            if ":" in host:
-                host_header = f"[{host}]" + (f":{parts.port}" if parts.port else "")
-            lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
-            lines += [f"{k}: {v}" for k, v in headers.items()]
-            proto.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            head = await _watch(proto, proto.head, read_timeout)
-            length = check(head)
-            proto.start_body(sink, length)
-            await _watch(proto, proto.done, read_timeout)
-            ok = "close" not in head.headers.get("Connection", "").lower()
-        finally:
-            if not ok or proto.stopped_early:
-                self.close()
-
-
-async def _connect(parts: SplitResult, connect_timeout: float) -> _Protocol:
-    global _ssl_context
-    host = parts.hostname or ""
-    secure = parts.scheme == "https"
-    port = parts.port or (443 if secure else 80)
-    ctx = None
-    if secure:
-        if _ssl_context is None:
-            _ssl_context = httpx2.create_ssl_context()
-        ctx = _ssl_context
-    loop = asyncio.get_running_loop()
-    _transport, proto = await asyncio.wait_for(
-        loop.create_connection(
-            lambda: _Protocol(loop), host, port, ssl=ctx, server_hostname=host if secure else None
-        ),
-        connect_timeout,
-    )
-    return proto
-
-
-async def _watch(proto: _Protocol, fut: asyncio.Future[T], idle: float) -> T:
-    """Wait for ``fut`` while data keeps arriving; TimeoutError after ``idle`` s of silence."""
-    while True:
-        remaining = proto.last_activity + idle - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            raise TimeoutError(f"no data for {idle:.0f} s")
-        with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(asyncio.shield(fut), min(remaining, 1.0))
