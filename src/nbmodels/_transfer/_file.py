@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import math
 import os
 import re
 import shutil
@@ -97,17 +98,22 @@ StatusFn = Callable[[str], None]
 
 #: Below this size one connection does it all.
 SMALL_FILE = 16 << 20
-#: Automatic upper bound of connections per file, and how many join right after the probe.
-AUTO_MAX_CONNECTIONS = 32
-INITIAL_CONNECTIONS = 16
+#: Automatic upper bound of connections per file.
+AUTO_MAX_CONNECTIONS = 64
+#: The automatic start: as many connections as the first one's rate says reach this rate.
+START_RATE = 600_000_000
+#: How the first connection's rate is measured (whichever comes first).
+FIRST_RATE_BYTES = 16 << 20
+FIRST_RATE_TIME = 0.2
 #: The controller's measuring window, and the gain that justifies more connections.
 CONTROL_INTERVAL = 0.5
 GROWTH_GAIN = 1.15
 #: Parts with at least this much left move to the fast path (a new connection).
 FAST_PATH_MIN = 4 << 20
-#: Pieces handed to connections in file order (bounds).
+#: Pieces handed to connections in file order: bounds, and the time one should take.
 PIECE_MIN = 4 << 20
 PIECE_MAX = 64 << 20
+PIECE_TIME = 0.5
 #: The background hasher works when at least this much new prefix is waiting.
 HASH_STEP = 8 << 20
 #: How often progress is reported (and checkpoints considered) for the fast path's writes.
@@ -213,6 +219,7 @@ class FileTransfer:
         self._controller: asyncio.Task[None] | None = None
         self._failures = 0
         self._grow = True
+        self._target = 1
         self._piece: int | None = None
         self._written = 0
         self._direct_url: str | None = None
@@ -453,9 +460,7 @@ class FileTransfer:
         limit = self._max_connections()
         if limit == 1 or self.size is None:
             return None
-        piece = self.size // (limit * 4)
-        piece = min(PIECE_MAX, max(PIECE_MIN, piece))
-        return piece - piece % (64 << 10)
+        return _aligned(min(PIECE_MAX, max(PIECE_MIN, self.size // (limit * 4))))
 
     def _max_connections(self) -> int:
         if not self._accepts_ranges or self.size is None:
@@ -463,20 +468,35 @@ class FileTransfer:
         return self.connections or auto_connections(self.size)
 
     async def _control(self) -> None:
-        """Add connections while they pay off (a simple hill climb on the aggregate rate).
+        """Choose the number of connections, then add more while they pay off (a hill climb
+        on the aggregate rate) and give back the last step when it did not.
+
+        The automatic start follows from the first connection's rate: one fast stream (a
+        local mirror, a fat pipe) stays alone, which is also the cheapest way to hash in
+        order; a stream held to a per-connection limit (a CDN) gets enough company to reach
+        START_RATE at once, since waiting for a slow climb costs a small file most of its time.
 
         Also the safety net that keeps the file going: if every connection left (each gave
         its part back under pushback) while work remains, it starts one again."""
         await self._ranged.wait()
-        target = min(INITIAL_CONNECTIONS, self._max_connections())
-        last_rate = 0.0
+        limit = self._max_connections()
+        if self.connections is not None or limit == 1:
+            self._target = limit
+        else:
+            first = await self._first_rate()
+            self._target = max(1, min(limit, math.ceil(START_RATE / max(first, 1.0))))
+            # One stream this fast already brings what the disk and the hash take here;
+            # more would only compete for the same cores.
+            self._grow = self._target > 1
+        best = 0.0
+        settled = self._target
         while True:
             if not self._workers:
                 part = self.plan.next_part(self._piece) if self._accepts_ranges else None
                 if part is None:
                     return
                 self._start_worker(part)
-            while self._grow and len(self._workers) < target:
+            while len(self._workers) < self._target:
                 part = self.plan.next_part(self._piece)
                 if part is None:
                     break
@@ -484,26 +504,55 @@ class FileTransfer:
             before = self.transferred
             await asyncio.sleep(CONTROL_INTERVAL)
             rate = (self.transferred - before) / CONTROL_INTERVAL
-            limit = self._max_connections()
-            if self._grow and target < limit and len(self._workers) >= target:
-                if rate > last_rate * GROWTH_GAIN:
-                    target = min(limit, target * 2)
-                else:
-                    self._grow = False  # more connections stopped helping: hold here
-            last_rate = max(last_rate, rate)
+            if not self._grow or len(self._workers) < self._target:
+                continue  # not measuring a full step (the tail, or connections left)
+            if rate > best * GROWTH_GAIN:
+                best, settled = rate, self._target
+                self._target = min(limit, math.ceil(self._target * 1.5))
+                self._grow = self._target > settled
+            else:
+                # The last step did not pay: back to what did, and hold there.
+                self._target = settled
+                self._grow = False
+
+    async def _first_rate(self) -> float:
+        """Bytes per second of the first connection, over its first FIRST_RATE_BYTES or
+        FIRST_RATE_TIME (from its first byte)."""
+        start_bytes = self.transferred
+        deadline = time.monotonic() + self.settings.read_timeout
+        while self.transferred == start_bytes and time.monotonic() < deadline:
+            if not self._workers:
+                return 0.0
+            await asyncio.sleep(0.005)
+        started, base = time.monotonic(), self.transferred
+        while True:
+            elapsed = time.monotonic() - started
+            got = self.transferred - base
+            if got >= FIRST_RATE_BYTES or elapsed >= FIRST_RATE_TIME or not self._workers:
+                return got / max(elapsed, 1e-3)
+            await asyncio.sleep(0.005)
 
     async def _worker(self, part: Part | None) -> None:
         """One connection: stream a part; when it is done, take more work until none is left."""
         conn = _Conn()
+        piece = self._piece
         try:
             while part is not None:
+                started, first = time.monotonic(), part.pos
                 try:
                     finished = await self._run_part(part, conn)
                 finally:
                     part.active = False
                 if not finished or not self._accepts_ranges:
                     return
-                part = self.plan.next_part(self._piece)
+                if len(self._workers) > self._target:
+                    return  # the controller wants fewer connections
+                if piece is not None:
+                    # Pieces of about PIECE_TIME at this connection's pace: fewer request
+                    # turnarounds for a fast stream, small steps for a slow one.
+                    rate = (part.pos - first) / max(time.monotonic() - started, 1e-3)
+                    piece = _aligned(min(PIECE_MAX, max(PIECE_MIN, int(rate * PIECE_TIME))))
+                part = self.plan.next_part(piece)
         finally:
             conn.close()
             me = asyncio.current_task()
@@ -858,6 +907,10 @@ class FileTransfer:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
         _fsync_dir(target.parent)
+
+
+def _aligned(piece: int) -> int:
+    return piece - piece % (64 << 10)
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:

@@ -7,8 +7,9 @@ own thread, which receives into a buffer reused for the whole connection and han
 slice to a :class:`BodyWriter` (``pwrite`` at its offset). On plain TCP one ``recv`` with
 ``MSG_WAITALL`` fills up to 1 MiB (sized so that one wait stays short on a slow link), so the
 per-byte work in Python is one call per buffer; the kernel's copy and the write run without
-the GIL, in parallel with the hasher and the event loop. (httpcore2 reads 64 KiB at a time and copies each body byte several times; an asyncio
-protocol costs a loop iteration per socket read. Both left the loop's core saturated well
+the GIL, in parallel with the hasher and the event loop. (httpcore2 reads 64 KiB at a time
+and copies each body byte several times; an asyncio protocol costs a loop iteration per socket
+read. Both left the loop's core saturated well
 below what the disk and the hash could take; this is the gap the benchmark showed.)
 
 The contract is the same as the probe's: exactly the asked range, checked ``Content-Range``,
