@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import nbmodels
 from nbmodels import _engine
 from nbmodels._transfer import RangeSet, partial_paths
-from nbmodels._transfer._file import auto_connections
+from nbmodels._transfer._file import START_RATE, auto_connections, start_connections
 from nbmodels._transfer._parts import MIN_PART, Part, PartPlan
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
@@ -48,7 +48,17 @@ def test_auto_connections_rule() -> None:
     assert auto_connections(None) == 1
     assert auto_connections(5 * MIB) == 1  # small files: one connection
     assert auto_connections(64 * MIB) == 16
-    assert auto_connections(10 * 1024 * MIB) == 32
+    assert auto_connections(10 * 1024 * MIB) == 64
+
+
+def test_start_follows_the_first_connections_rate() -> None:
+    """A fast first stream stays alone; a capped one gets company to reach START_RATE."""
+    assert start_connections(START_RATE * 2, 64) == 1
+    assert start_connections(START_RATE, 64) == 1
+    assert start_connections(START_RATE / 2.5, 64) == 3
+    assert start_connections(20e6, 64) == 30  # a 20 MB/s per-connection CDN
+    assert start_connections(1e6, 64) == 64  # never beyond the limit
+    assert start_connections(0.0, 8) == 8  # nothing measured (a stall): the limit
 
 
 def test_parallel_download_is_byte_exact_with_disjoint_ranges(
@@ -182,7 +192,8 @@ def test_killed_parallel_download_resumes_every_part(server: FaultServer, tmp_pa
     done_cuts=st.lists(st.integers(0, 40 * MIB), max_size=6),
 )
 def test_parts_cover_every_byte_exactly_once(size: int, seed: int, done_cuts: list[int]) -> None:
-    """Any sequence of progress, steals, failures and checkpoints writes each byte once."""
+    """Any sequence of progress, reservations, steals (of the front part or the largest),
+    failures and checkpoints writes each byte once, and no steal takes reserved bytes."""
     rnd = random.Random(seed)
     done = RangeSet()
     cuts = sorted(c % size for c in done_cuts)
@@ -204,9 +215,14 @@ def test_parts_cover_every_byte_exactly_once(size: int, seed: int, done_cuts: li
             workers.append(part)
         action = rnd.random()
         w = rnd.choice(workers)
-        if action < 0.6:  # progress: write some bytes at pos
+        if action < 0.6:  # progress: reserve some bytes at pos (a receive), then write them
             assert w.end is not None
-            n = min(w.end - w.pos, rnd.randint(1, 3 * MIB))
+            w.claim = w.pos + min(w.end - w.pos, rnd.randint(1, 3 * MIB))
+            stealer = plan.next_part(rnd.choice([None, MIN_PART, 1 * MIB, 4 * MIB]))
+            if stealer is not None:
+                workers.append(stealer)
+            assert w.end >= w.claim, "a steal took reserved bytes"
+            n = w.claim - w.pos
             if written.contains(w.pos, w.pos + n) or already.contains(w.pos, w.pos + n):
                 overlap += n
             before = written.covered
@@ -217,7 +233,7 @@ def test_parts_cover_every_byte_exactly_once(size: int, seed: int, done_cuts: li
                 w.active = False
                 workers.remove(w)
         elif action < 0.75:  # a new connection joins (maybe stealing)
-            part = plan.next_part()
+            part = plan.next_part(rnd.choice([None, MIN_PART, 2 * MIB]))
             if part is not None:
                 workers.append(part)
         elif action < 0.85:  # a connection fails and leaves; its rest returns to the pool
@@ -241,6 +257,22 @@ def _intersection(a: RangeSet, b: RangeSet) -> int:
         for s2, e2 in b:
             total += max(0, min(e1, e2) - max(s1, s2))
     return total
+
+
+def test_a_lagging_front_part_is_split_before_new_ground_is_taken() -> None:
+    """The part holding back the contiguous prefix (what the hasher can digest) gets help
+    when it has more than two pieces left; otherwise free connections take the next piece."""
+    plan = PartPlan(RangeSet(), 100 * MIB)
+    front = plan.first_part()
+    front.end = 20 * MIB  # a big first piece, slow
+    front.pos = 2 * MIB
+    ahead = plan.next_part(4 * MIB)
+    assert ahead is not None and ahead.start == 10 * MIB + MIB  # half of the 18 MiB left
+    assert front.end == ahead.start and ahead.end == 20 * MIB
+    nxt = plan.next_part(8 * MIB)  # front has 9 MiB left: not more than two pieces
+    assert nxt is not None and (nxt.start, nxt.end) == (20 * MIB, 28 * MIB)
+    front.claim = front.end - MIN_PART  # reserved by its receiving thread
+    assert front.remaining == MIN_PART
 
 
 def test_steal_leaves_both_halves_at_least_min_part() -> None:

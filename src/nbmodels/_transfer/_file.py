@@ -114,6 +114,7 @@ FAST_PATH_MIN = 4 << 20
 PIECE_MIN = 4 << 20
 PIECE_MAX = 64 << 20
 PIECE_TIME = 0.5
+PIECE_SPAN = 256 << 20
 #: The background hasher works when at least this much new prefix is waiting.
 HASH_STEP = 8 << 20
 #: How often progress is reported (and checkpoints considered) for the fast path's writes.
@@ -127,6 +128,13 @@ def auto_connections(size: int | None) -> int:
     if size is None or size < SMALL_FILE:
         return 1
     return max(1, min(AUTO_MAX_CONNECTIONS, size // (4 << 20)))
+
+
+def start_connections(first_rate: float, limit: int) -> int:
+    """How many connections to start with, given the first one's rate (bytes/s)."""
+    if first_rate <= 0:
+        return limit
+    return max(1, min(limit, math.ceil(START_RATE / first_rate)))
 
 
 class _Conn:
@@ -462,6 +470,13 @@ class FileTransfer:
             return None
         return _aligned(min(PIECE_MAX, max(PIECE_MIN, self.size // (limit * 4))))
 
+    def _piece_for(self, rate: float) -> int:
+        """Pieces of about PIECE_TIME at a connection's pace: fewer request turnarounds for a
+        fast stream, small steps for a slow one. All pieces in flight together stay within
+        PIECE_SPAN, so the contiguous prefix (and the hash) follows the transfer closely."""
+        span_share = PIECE_SPAN // max(1, len(self._workers))
+        return _aligned(max(PIECE_MIN, min(PIECE_MAX, span_share, int(rate * PIECE_TIME))))
+
     def _max_connections(self) -> int:
         if not self._accepts_ranges or self.size is None:
             return 1
@@ -483,8 +498,7 @@ class FileTransfer:
         if self.connections is not None or limit == 1:
             self._target = limit
         else:
-            first = await self._first_rate()
-            self._target = max(1, min(limit, math.ceil(START_RATE / max(first, 1.0))))
+            self._target = start_connections(await self._first_rate(), limit)
             # One stream this fast already brings what the disk and the hash take here;
             # more would only compete for the same cores.
             self._grow = self._target > 1
@@ -535,7 +549,7 @@ class FileTransfer:
     async def _worker(self, part: Part | None) -> None:
         """One connection: stream a part; when it is done, take more work until none is left."""
         conn = _Conn()
-        piece = self._piece
+        piece: int | None = None  # this connection's own piece size, once it has a pace
         try:
             while part is not None:
                 started, first = time.monotonic(), part.pos
@@ -547,11 +561,9 @@ class FileTransfer:
                     return
                 if len(self._workers) > self._target:
                     return  # the controller wants fewer connections
-                if piece is not None:
-                    # Pieces of about PIECE_TIME at this connection's pace: fewer request
-                    # turnarounds for a fast stream, small steps for a slow one.
+                if self._piece is not None:
                     rate = (part.pos - first) / max(time.monotonic() - started, 1e-3)
-                    piece = _aligned(min(PIECE_MAX, max(PIECE_MIN, int(rate * PIECE_TIME))))
+                    piece = self._piece_for(rate)
                 part = self.plan.next_part(piece)
         finally:
             conn.close()

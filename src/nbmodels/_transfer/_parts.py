@@ -105,11 +105,28 @@ class PartPlan:
         return part
 
     def next_part(self, piece: int | None = None) -> Part | None:
-        """Work for a free connection: the next piece (at most ``piece`` bytes) of the first
-        unclaimed gap, else the second half of the largest remaining part. None when nothing
-        is worth splitting."""
+        """Work for a free connection, at most ``piece`` bytes of new ground:
+
+        - the second half of the *front* part (the one holding back the contiguous prefix,
+          which is all the hasher can digest) when it has more than two pieces left, so one
+          slow connection near the start cannot leave the whole hash for the end;
+        - else the next piece of the first unclaimed gap;
+        - else the second half of the largest remaining part (no slow tail).
+
+        None when nothing is worth splitting."""
         if self.size is None:
             return None
+        if piece is not None:
+            with self.lock:
+                front = min(
+                    (p for p in self.active() if p.end is not None),
+                    key=lambda p: p.pos,
+                    default=None,
+                )
+                if front is not None and front.remaining > 2 * piece:
+                    stolen = self._split(front)
+                    if stolen is not None:
+                        return stolen
         gaps = self.claimed().gaps(self.size)
         if gaps:
             start, end = gaps[0]
@@ -120,17 +137,21 @@ class PartPlan:
             return part
         with self.lock:
             victim = max(self.active(), key=lambda p: p.remaining, default=None)
-            if victim is None or victim.end is None or victim.remaining < 2 * MIN_PART:
-                return None
-            base = max(victim.pos, victim.claim)
-            mid = base + victim.remaining // 2
-            mid -= mid % ALIGN
-            if mid - base < MIN_PART or victim.end - mid < MIN_PART:
-                return None
-            part = Part(mid, victim.end)
-            victim.end = mid
-            self.parts.append(part)
-            return part
+            return None if victim is None else self._split(victim)
+
+    def _split(self, victim: Part) -> Part | None:
+        """Give the second half of ``victim``'s unreserved bytes to a new part (lock held)."""
+        if victim.end is None or victim.remaining < 2 * MIN_PART:
+            return None
+        base = max(victim.pos, victim.claim)
+        mid = base + victim.remaining // 2
+        mid -= mid % ALIGN
+        if mid - base < MIN_PART or victim.end - mid < MIN_PART:
+            return None
+        part = Part(mid, victim.end)
+        victim.end = mid
+        self.parts.append(part)
+        return part
 
     def next_part_available(self) -> bool:
         """Is there unclaimed work (without assigning it)?"""

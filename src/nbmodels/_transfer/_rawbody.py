@@ -22,10 +22,13 @@ unusual — chunked bodies, redirects, proxies, unexpected statuses — raises
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
 import ssl
 import struct
+import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -42,6 +45,8 @@ BUFFER_SIZE = 1 << 20
 #: Receives start at this size and adapt so that one takes about RECV_WAIT seconds at most.
 MIN_RECV = 64 << 10
 RECV_WAIT = 0.05
+#: How much the receiving threads lower their priority (see _yielding_priority).
+RECEIVE_NICENESS = 5
 MAX_HEAD = 64 * 1024
 
 _ssl_context: ssl.SSLContext | None = None
@@ -201,6 +206,7 @@ class RawConnection:
     def _body(self, length: int, writer: BodyWriter) -> bool:
         """Read ``length`` body bytes into the writer. False when the writer stopped early or
         the server sent more than it declared (the connection cannot be reused)."""
+        _yielding_priority()
         view = self._view
         start, stop = self._pending
         self._pending = (0, 0)
@@ -256,6 +262,17 @@ class RawConnection:
         except (BlockingIOError, ssl.SSLWantReadError) as exc:
             # SO_RCVTIMEO expired with nothing received.
             raise TimeoutError("no data within the idle timeout") from exc
+
+
+def _yielding_priority() -> None:
+    """Run this thread at a lower priority (Linux: per thread): bulk receiving gives way to
+    the hasher, the event loop and the rest of the process (the notebook kernel) whenever they
+    want a core, and takes everything that is left."""
+    if sys.platform.startswith("linux") and RECEIVE_NICENESS:
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + RECEIVE_NICENESS))
 
 
 def _connect(parts: SplitResult, connect_timeout: float, idle: float) -> socket.socket:
