@@ -22,7 +22,12 @@ from hypothesis import strategies as st
 import nbmodels
 from nbmodels import _engine
 from nbmodels._transfer import RangeSet, partial_paths
-from nbmodels._transfer._file import START_RATE, auto_connections, start_connections
+from nbmodels._transfer._file import (
+    FAST_STREAM,
+    START_RATE,
+    auto_connections,
+    start_connections,
+)
 from nbmodels._transfer._parts import MIN_PART, Part, PartPlan
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
@@ -53,10 +58,12 @@ def test_auto_connections_rule() -> None:
 
 def test_start_follows_the_first_connections_rate() -> None:
     """A fast first stream stays alone; a capped one gets company to reach START_RATE."""
-    assert start_connections(START_RATE * 2, 64) == 1
-    assert start_connections(START_RATE, 64) == 1
+    assert start_connections(FAST_STREAM * 2, 64) == 1
+    assert start_connections(FAST_STREAM, 64) == 1
+    assert start_connections(FAST_STREAM - 1, 64) == 3
     assert start_connections(START_RATE / 2.5, 64) == 3
-    assert start_connections(20e6, 64) == 30  # a 20 MB/s per-connection CDN
+    assert start_connections(START_RATE, 64) == 1  # (START_RATE is above FAST_STREAM)
+    assert start_connections(20e6, 64) == 60  # a 20 MB/s per-connection CDN
     assert start_connections(1e6, 64) == 64  # never beyond the limit
     assert start_connections(0.0, 8) == 8  # nothing measured (a stall): the limit
 

@@ -100,11 +100,13 @@ StatusFn = Callable[[str], None]
 SMALL_FILE = 16 << 20
 #: Automatic upper bound of connections per file.
 AUTO_MAX_CONNECTIONS = 64
-#: The automatic start: as many connections as the first one's rate says reach this rate.
-START_RATE = 600_000_000
+#: The automatic start: a first connection at least this fast stays alone...
+FAST_STREAM = 600_000_000
+#: ...a slower one gets as many companions as this aggregate rate needs.
+START_RATE = 1_200_000_000
 #: How the first connection's rate is measured (whichever comes first).
 FIRST_RATE_BYTES = 16 << 20
-FIRST_RATE_TIME = 0.2
+FIRST_RATE_TIME = 0.1
 #: The controller's measuring window, and the gain that justifies more connections.
 CONTROL_INTERVAL = 0.5
 GROWTH_GAIN = 1.15
@@ -132,9 +134,11 @@ def auto_connections(size: int | None) -> int:
 
 def start_connections(first_rate: float, limit: int) -> int:
     """How many connections to start with, given the first one's rate (bytes/s)."""
+    if first_rate >= FAST_STREAM:
+        return 1
     if first_rate <= 0:
         return limit
-    return max(1, min(limit, math.ceil(START_RATE / first_rate)))
+    return max(2, min(limit, math.ceil(START_RATE / first_rate)))
 
 
 class _Conn:
@@ -487,9 +491,10 @@ class FileTransfer:
         on the aggregate rate) and give back the last step when it did not.
 
         The automatic start follows from the first connection's rate: one fast stream (a
-        local mirror, a fat pipe) stays alone, which is also the cheapest way to hash in
-        order; a stream held to a per-connection limit (a CDN) gets enough company to reach
-        START_RATE at once, since waiting for a slow climb costs a small file most of its time.
+        local mirror, a fat pipe; FAST_STREAM) stays alone and does not climb: one stream is
+        the cheapest way to receive and hash in order, and more would only compete for the
+        same cores. A stream held to a per-connection limit (a CDN) gets enough company to
+        reach START_RATE at once, since a slow climb would cost a small file most of its time.
 
         Also the safety net that keeps the file going: if every connection left (each gave
         its part back under pushback) while work remains, it starts one again."""
@@ -499,8 +504,6 @@ class FileTransfer:
             self._target = limit
         else:
             self._target = start_connections(await self._first_rate(), limit)
-            # One stream this fast already brings what the disk and the hash take here;
-            # more would only compete for the same cores.
             self._grow = self._target > 1
         best = 0.0
         settled = self._target
