@@ -117,8 +117,6 @@ PIECE_MIN = 4 << 20
 PIECE_MAX = 64 << 20
 PIECE_TIME = 0.5
 PIECE_SPAN = 256 << 20
-#: The background hasher works when at least this much new prefix is waiting.
-HASH_STEP = 8 << 20
 #: How often progress is reported (and checkpoints considered) for the fast path's writes.
 REPORT_INTERVAL = 0.1
 #: Writeback of new data starts whenever this much more was written.
@@ -179,12 +177,17 @@ class _PartWriter:
             part.claim = part.pos + n
             return n
 
-    def write(self, data: memoryview) -> None:
+    def write(self, data: memoryview, release: Callable[[], None] | None) -> bool:
+        part = self.part
+        start, at = part.start, part.pos
         try:
-            self.transfer._put(self.part, data)
+            n = self.transfer._put(part, data)
         except BaseException:
             self.failed = True  # the caller reports this error, not a lost connection
             raise
+        if release is None or n == 0:
+            return False
+        return self.transfer._hasher.offer(start, at, data[:n], release)
 
 
 class FileTransfer:
@@ -436,7 +439,10 @@ class FileTransfer:
         self._failures = 0
         self._grow = True
         loop = asyncio.get_running_loop()
-        helpers = [loop.create_task(self._hash_loop()), loop.create_task(self._report())]
+        helpers = [loop.create_task(self._report())]
+        if self._hasher.active:
+            self._hasher.start(os.dup(self._fd))
+            helpers.append(loop.create_task(self._hash_loop()))
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -452,6 +458,7 @@ class FileTransfer:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.to_thread(self._hasher.stop)
             self._on_progress(self._written, self.size)
             await self._settle_background()
             self._checkpoint(force=True)
@@ -604,15 +611,10 @@ class FileTransfer:
             )
 
     async def _hash_loop(self) -> None:
-        """Hash the contiguous written prefix on a worker thread as it grows."""
-        if not self._hasher.active:
-            return
+        """Tell the hasher how far the contiguous written prefix reaches, as it grows."""
         while True:
-            upto = self.plan.written_prefix()
-            if upto - self._hasher.offset >= HASH_STEP:
-                await asyncio.to_thread(self._hasher.advance_dup, os.dup(self._fd), upto)
-            else:
-                await asyncio.sleep(0.05)
+            self._hasher.readable_to(self.plan.written_prefix())
+            await asyncio.sleep(0.05)
 
     # -- one request ----------------------------------------------------------------------------
 
@@ -824,7 +826,7 @@ class FileTransfer:
         self._checkpoint_soon()
         return part.end is None or part.pos < part.end
 
-    def _put(self, part: Part, chunk: bytes | memoryview) -> None:
+    def _put(self, part: Part, chunk: bytes | memoryview) -> int:
         """Write ``chunk`` at the part's position (clipped at its end: a steal moved it, or the
         server sent extra bytes). The hot path of every transfer, on the loop or on a
         connection's thread: constant work per chunk."""
@@ -834,7 +836,7 @@ class FileTransfer:
             n = max(0, end - part.pos)
             chunk = chunk[:n]
         if n == 0:
-            return
+            return 0
         try:
             written = _pwrite(self._fd, chunk, part.pos)
         except OSError as exc:
@@ -849,6 +851,7 @@ class FileTransfer:
             part.pos += n
             self.transferred += n
             self._written += n
+        return n
 
     async def _report(self) -> None:
         """Progress and checkpoints for what the connections' threads write (they never call

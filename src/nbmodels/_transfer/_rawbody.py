@@ -22,6 +22,7 @@ unusual — chunked bodies, redirects, proxies, unexpected statuses — raises
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import socket
@@ -58,8 +59,11 @@ class BodyWriter(Protocol):
     def room(self, limit: int) -> int:
         """How many more bytes (at most ``limit``) this part takes now; 0 stops reading."""
 
-    def write(self, data: memoryview) -> None:
-        """Store ``data``, the next bytes of the part (raises to stop, e.g. a full disk)."""
+    def write(self, data: memoryview, release: Callable[[], None] | None) -> bool:
+        """Store ``data``, the next bytes of the part (raises to stop, e.g. a full disk).
+        True when the writer keeps the buffer behind ``data`` for a while (the hasher reads it
+        from memory) and calls ``release()`` when done; the caller receives into another one
+        meanwhile."""
 
 
 class Unsupported(Exception):
@@ -98,6 +102,9 @@ class RawConnection:
         self._sock: socket.socket | None = None
         self._buf = bytearray(BUFFER_SIZE)
         self._view = memoryview(self._buf)
+        # Buffers handed back by the hasher, for the next receive (see BodyWriter.write).
+        self._spare: list[bytearray] = []
+        self._spare_lock = threading.Lock()
         self._pending = (0, 0)  # body bytes that arrived with the head: buf[start:stop]
         self._stopping = False
 
@@ -215,7 +222,7 @@ class RawConnection:
             n = writer.room(min(stop - start, remaining))
             if n == 0:
                 return False
-            writer.write(view[start : start + n])
+            writer.write(view[start : start + n], None)
             start += n
             remaining -= n
         if start < stop:
@@ -231,7 +238,8 @@ class RawConnection:
             n = self._recv(0, want, wait_all=True)
             if n == 0:
                 raise ConnectionError("connection closed early (EOF)")
-            writer.write(view[:n])
+            if writer.write(self._view[:n], functools.partial(self._give_back, self._buf)):
+                self._switch_buffer()
             remaining -= n
             # Keep each wait short, so bytes reach the disk (and the progress display)
             # steadily even on a slow link, and a killed process loses little.
@@ -241,6 +249,19 @@ class RawConnection:
             elif n == want and took < RECV_WAIT / 4 and size < BUFFER_SIZE:
                 size *= 2
         return True
+
+    def _give_back(self, buf: bytearray) -> None:
+        """From the hasher: a buffer kept by the writer is free again."""
+        with self._spare_lock:
+            self._spare.append(buf)
+
+    def _switch_buffer(self) -> None:
+        """The current buffer is lent out: receive into a spare one (or a new one; the
+        hasher keeps only a few at a time)."""
+        with self._spare_lock:
+            buf = self._spare.pop() if self._spare else bytearray(BUFFER_SIZE)
+        self._buf = buf
+        self._view = memoryview(buf)
 
     def _recv(self, offset: int, want: int, *, wait_all: bool) -> int:
         """Receive into the buffer at ``offset``: up to ``want`` bytes (all of them with
