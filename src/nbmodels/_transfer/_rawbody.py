@@ -51,6 +51,9 @@ RECEIVE_NICENESS = 5
 MAX_HEAD = 64 * 1024
 
 _ssl_context: ssl.SSLContext | None = None
+#: Blocking sockets with a kernel receive timeout (POSIX); elsewhere Python's timeout mode,
+#: in which MSG_WAITALL is not available.
+_WAIT_ALL = os.name == "posix"
 
 
 class BodyWriter(Protocol):
@@ -279,7 +282,7 @@ class RawConnection:
                         return got + n
                     got += n
                 return got
-            return sock.recv_into(view, want, socket.MSG_WAITALL if wait_all else 0)
+            return sock.recv_into(view, want, socket.MSG_WAITALL if wait_all and _WAIT_ALL else 0)
         except (BlockingIOError, ssl.SSLWantReadError) as exc:
             # SO_RCVTIMEO expired with nothing received.
             raise TimeoutError("no data within the idle timeout") from exc
@@ -310,6 +313,8 @@ def _connect(parts: SplitResult, connect_timeout: float, idle: float) -> socket.
             sock = _ssl_context.wrap_socket(sock, server_hostname=host)
             # Python's own timeout mode for TLS (one record per read anyway).
             sock.settimeout(idle)
+        elif not _WAIT_ALL:
+            sock.settimeout(idle)  # SO_RCVTIMEO takes another form there; Python's own timeout
         else:
             # Blocking, so MSG_WAITALL fills whole buffers; the kernel enforces the idle limit.
             sock.settimeout(None)
