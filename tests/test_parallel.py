@@ -3,6 +3,7 @@ and the bookkeeping invariants (property-tested). Speed is measured in benchmark
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,8 +30,9 @@ from nbmodels._transfer._file import (
     start_connections,
 )
 from nbmodels._transfer._parts import MIN_PART, Part, PartPlan
-from tests.conftest import payload
+from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer
+from tests.test_download import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
@@ -140,6 +142,32 @@ def test_slow_connection_work_is_stolen(
     assert slow, "the slow connection was never relieved"
     s, e = slow[0]
     assert any(s < start <= e for start, _e, _sent in parts)  # its range's tail was stolen
+
+
+def test_pause_while_connections_wait_on_a_stalled_server_is_prompt(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """The fast path's receiving threads block in the kernel; a pause shuts their sockets down
+    instead of waiting for the idle timeout (60 s here), and the resume is byte-exact."""
+    data = payload(24 * MIB)
+    server.add_file("m.bin", data)
+    server.add_fault("m.bin", Fault.stall(60, at=MIB), times=-1)  # every request stalls
+    eng = _engine.Engine(
+        dataclasses.replace(FAST, read_timeout=60.0), home=Path(os.environ["NBMODELS_HOME"])
+    )
+    previous = _engine.set_engine(eng)
+    try:
+        job = nbmodels.download(server.url("m.bin"), dir=tmp_path, connections=4)
+        wait_for(lambda: job.progress.downloaded_bytes >= 2 * MIB, what="bytes on the fast path")
+        time.sleep(0.2)  # the connections are now blocked in their reads
+        assert job.pause()
+        wait_for(lambda: job.status == "paused", timeout=20, what="paused before the timeout")
+        server.clear_faults("m.bin")
+        assert job.resume()
+        assert job.wait(60).read_bytes() == data
+    finally:
+        eng.close()
+        _engine.set_engine(previous)
 
 
 CHILD = textwrap.dedent(

@@ -21,6 +21,7 @@ unusual — chunked bodies, redirects, proxies, unexpected statuses — raises
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -110,6 +111,7 @@ class RawConnection:
         self._spare_lock = threading.Lock()
         self._pending = (0, 0)  # body bytes that arrived with the head: buf[start:stop]
         self._stopping = False
+        self._fresh = False  # connected, not yet set up (TLS, timeouts)
 
     def matches(self, url: str) -> bool:
         """Is this an open connection to the origin of ``url``? An idle connection that has
@@ -163,6 +165,9 @@ class RawConnection:
         self._stopping = False
         ok = False
         try:
+            if self._sock is None:
+                self._sock = await _open(parts, connect_timeout)
+                self._fresh = True
             head = await run_blocking(
                 lambda: self._request(parts, headers, connect_timeout, read_timeout),
                 self._abort,
@@ -182,9 +187,12 @@ class RawConnection:
     def _request(
         self, parts: SplitResult, headers: dict[str, str], connect_timeout: float, idle: float
     ) -> RawHead:
-        if self._sock is None:
-            self._sock = _connect(parts, connect_timeout, idle)
         sock = self._sock
+        if sock is None:
+            raise ConnectionError("connection closed")
+        if self._fresh:
+            self._fresh = False
+            sock = self._sock = _ready(sock, parts, connect_timeout, idle)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -299,18 +307,45 @@ def _yielding_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, tid, min(19, current + RECEIVE_NICENESS))
 
 
-def _connect(parts: SplitResult, connect_timeout: float, idle: float) -> socket.socket:
-    global _ssl_context
+async def _open(parts: SplitResult, connect_timeout: float) -> socket.socket:
+    """A TCP connection to the URL's host, made on the loop (so a pause or cancel never waits
+    for a connect to time out)."""
     host = parts.hostname or ""
-    secure = parts.scheme == "https"
-    port = parts.port or (443 if secure else 80)
-    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), connect_timeout
+    )
+    error: BaseException = ConnectionError(f"no address for {host}")
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await asyncio.wait_for(loop.sock_connect(sock, address), connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
+
+
+def _ready(
+    sock: socket.socket, parts: SplitResult, connect_timeout: float, idle: float
+) -> socket.socket:
+    """Set a fresh connection up for its thread (TLS handshake included); closes it on
+    failure."""
+    global _ssl_context
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if secure:
+        if parts.scheme == "https":
             if _ssl_context is None:
                 _ssl_context = httpx2.create_ssl_context()
-            sock = _ssl_context.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(connect_timeout)
+            sock = _ssl_context.wrap_socket(sock, server_hostname=parts.hostname or "")
             # Python's own timeout mode for TLS (one record per read anyway).
             sock.settimeout(idle)
         elif not _WAIT_ALL:
