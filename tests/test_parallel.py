@@ -29,7 +29,7 @@ from nbmodels._transfer._file import (
     auto_connections,
     start_connections,
 )
-from nbmodels._transfer._parts import MIN_PART, Part, PartPlan
+from nbmodels._transfer._parts import MIN_PART, STEAL_AFTER, Part, PartPlan
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer
 from tests.test_download import wait_for
@@ -308,6 +308,31 @@ def test_a_lagging_front_part_is_split_before_new_ground_is_taken() -> None:
     assert nxt is not None and (nxt.start, nxt.end) == (20 * MIB, 28 * MIB)
     front.claim = front.end - MIN_PART  # reserved by its receiving thread
     assert front.remaining == MIN_PART
+
+
+def test_tail_steals_only_parts_that_still_need_long() -> None:
+    """At the tail a part is cut only when its own pace says it still needs STEAL_AFTER or more
+    (a cut closes its connection, losing what is in flight); the slowest goes first."""
+    plan = PartPlan(RangeSet(), 8 * MIB)
+    fast = plan.first_part()
+    fast.end = 4 * MIB
+    slow = plan.next_part()  # the rest of the file
+    assert slow is not None and (slow.start, slow.end) == (4 * MIB, 8 * MIB)
+    now = time.monotonic()
+    fast.born = slow.born = now - 1.0
+    fast.pos = 3 * MIB  # 3 MiB in 1 s, 1 MiB left: about 0.33 s
+    slow.pos = 4 * MIB + MIB // 2  # 0.5 MiB in 1 s, 3.5 MiB left: about 7 s
+    assert fast.eta(now) == pytest.approx(1 / 3, rel=0.05)
+    assert slow.eta(now) == pytest.approx(7, rel=0.05)
+    stolen = plan.next_part()
+    assert stolen is not None and slow.end == stolen.start  # the slow part was cut
+
+    nearly = PartPlan(RangeSet(), 64 * MIB)
+    last = nearly.first_part()
+    last.born = time.monotonic() - 1.0
+    last.pos = 60 * MIB  # 60 MiB/s, 4 MiB left: about 0.07 s
+    assert last.remaining >= 2 * MIN_PART and last.eta(time.monotonic()) < STEAL_AFTER
+    assert nearly.next_part() is None  # left alone: it is done before a new one would start
 
 
 def test_steal_leaves_both_halves_at_least_min_part() -> None:

@@ -15,7 +15,9 @@ durable set; every byte of ``[0, size)`` is eventually durable exactly once per 
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from dataclasses import dataclass, field
 
 from ._ranges import RangeSet
@@ -26,6 +28,11 @@ __all__ = ["Part", "PartPlan"]
 MIN_PART = 256 << 10
 #: Steal boundaries are aligned to this (keeps writes page- and block-aligned).
 ALIGN = 1 << 16
+#: At the tail, a part is cut only if it still needs this long at its pace: its connection
+#: closes, and what is in flight on it (often the whole rest of a short part) is lost.
+STEAL_AFTER = 0.25
+#: A part's pace is known after this long.
+RATE_AFTER = 0.05
 
 
 @dataclass(eq=False, slots=True)
@@ -37,6 +44,7 @@ class Part:
     #: Bytes up to here are being received now and will be written (>= pos while reserved).
     claim: int = field(init=False)
     active: bool = True
+    born: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.pos = self.start
@@ -47,6 +55,14 @@ class Part:
     def remaining(self) -> int:
         """Bytes nobody has reserved yet (what a steal may take)."""
         return 0 if self.end is None else max(0, self.end - max(self.pos, self.claim))
+
+    def eta(self, now: float) -> float:
+        """Seconds this part still needs at its pace so far (infinite while unknown)."""
+        elapsed = now - self.born
+        done = self.pos - self.start
+        if done <= 0 or elapsed < RATE_AFTER:
+            return math.inf if self.remaining else 0.0
+        return self.remaining * elapsed / done
 
     def __repr__(self) -> str:
         return f"Part({self.start}-{self.end} pos={self.pos} {'active' if self.active else 'idle'})"
@@ -136,8 +152,11 @@ class PartPlan:
             self.parts.append(part)
             return part
         with self.lock:
-            victim = max(self.active(), key=lambda p: p.remaining, default=None)
-            return None if victim is None else self._split(victim)
+            now = time.monotonic()
+            victim = max(self.active(), key=lambda p: p.eta(now), default=None)
+            if victim is None or victim.eta(now) < STEAL_AFTER:
+                return None  # everyone is about done: a cut would lose more than it saves
+            return self._split(victim)
 
     def _split(self, victim: Part) -> Part | None:
         """Give the second half of ``victim``'s unreserved bytes to a new part (lock held)."""
