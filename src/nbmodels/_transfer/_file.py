@@ -323,7 +323,7 @@ class FileTransfer:
         if not marks and not force:
             return
         try:
-            os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+            _datasync(self._fd)
             self.plan.commit(marks)
             self.state.size = self.size
             if self._owns_partial():  # never describe another process's file
@@ -953,19 +953,25 @@ def _start_writeback(fd: int) -> None:
     try:
         if _sync_file_range is not None:
             _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # failure: nothing to do
-        elif hasattr(os, "fdatasync"):
-            os.fdatasync(fd)
         else:
-            os.fsync(fd)
+            _datasync(fd)
     except OSError:
         pass  # only an early start; the fsync before publishing reports real trouble
     finally:
         os.close(fd)
 
 
+def _datasync(fd: int) -> None:
+    """Make ``fd``'s data durable (``fsync`` where there is no ``fdatasync``)."""
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:
+        os.fsync(fd)
+
+
 def _datasync_and_close(fd: int) -> None:
     try:
-        os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+        _datasync(fd)
     finally:
         os.close(fd)
 
