@@ -47,7 +47,6 @@ class PrefixHasher:
         self._queue: collections.deque[tuple[int, memoryview, Release]] = collections.deque()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self.readable = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -178,10 +177,7 @@ class PrefixHasher:
                         self._cv.notify_all()
                     release()
                     continue
-                n = os.preadv(fd, [view[: stop - self.offset]], self.offset)
-                if n <= 0:
-                    return  # shorter than its state says: finish() reports it
-                self._update(view[:n])
+                n = self._read_back(fd, view, stop)  # a short file: finish() reports it
                 with self._cv:
                     self.offset += n
                     self._cv.notify_all()
@@ -189,6 +185,15 @@ class PrefixHasher:
             return  # finish() meets the error again and reports it
         finally:
             os.close(fd)
+
+    def _read_back(self, fd: int, view: memoryview, stop: int) -> int:
+        """Hash the next bytes from ``offset`` towards ``stop`` read from ``fd`` into ``view``
+        (the caller advances ``offset``); how many."""
+        n = os.preadv(fd, [view[: min(len(view), stop - self.offset)]], self.offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "partial file is shorter than its recorded state")
+        self._update(view[:n])
+        return n
 
     # -- the end --------------------------------------------------------------------------------
 
@@ -200,12 +205,7 @@ class PrefixHasher:
                 buf = bytearray(READ_CHUNK)
                 view = memoryview(buf)
                 while self.active and self.offset < size:
-                    want = min(READ_CHUNK, size - self.offset)
-                    n = os.preadv(fd, [view[:want]], self.offset)
-                    if n <= 0:
-                        raise OSError(errno.EIO, "partial file is shorter than its recorded state")
-                    self._update(view[:n])
-                    self.offset += n
+                    self.offset += self._read_back(fd, view, size)
                 return (
                     self.sha256.hexdigest() if self.sha256 is not None else None,
                     self.sha1.hexdigest() if self.sha1 is not None else None,
