@@ -1,12 +1,14 @@
 """Process and filesystem faults (DESIGN §4, §5 points 1, 2 and 8; issue 6).
 
 SIGKILL at seeded random moments, two processes on one file (with working locks and with locks
-that do nothing), a full disk (through the ``_pwrite`` hook and on a real 8 MiB tmpfs), forced
-updates that fail, and symlinks planted where nbmodels writes.
+that do nothing), a full disk (through the ``_pwrite`` and ``_fallocate`` hooks and on a real
+8 MiB tmpfs, with and without reserved blocks), forced updates that fail, and symlinks planted
+where nbmodels writes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import json
@@ -373,36 +375,124 @@ def test_too_big_for_a_real_small_disk_is_refused_before_writing(
     assert [p.name for p in small_disk.iterdir() if p.name != ".nbmodels"] == []
 
 
+def _fill(disk: Path) -> int:
+    """Another program takes every free byte of ``disk``; returns how many it got."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    got = 0
+    try:
+        while True:
+            got += os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return got
+
+
 def test_real_disk_full_mid_way_keeps_resume_state_and_leaves_nothing_behind(
-    server: FaultServer, small_disk: Path
+    server: FaultServer, small_disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On a file system that cannot reserve blocks, a disk that fills up half way is a clean,
+    resumable error."""
+    monkeypatch.setattr(_file, "_fallocate", None)
     size = 6 * MIB
     data = payload(size, seed=26)
     server.add_file("m.bin", data)
     server.add_fault("m.bin", Fault.trickle(1 * MIB), times=-1)
-    filler = small_disk / "filler"
     with custom_engine(space_margin=0):
         job = nbmodels.download(server.url("m.bin"), dir=small_disk)
         wait_until(lambda: job.progress.downloaded_bytes >= MIB, "the first MiB")
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)  # another program fills it
-        try:
-            while True:
-                os.write(fd, b"\0" * 65536)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        finally:
-            os.close(fd)
+        _fill(small_disk)
         with pytest.raises(nbmodels.InsufficientSpaceError):
             job.wait(60)
         assert not (small_disk / "m.bin").exists()
         durable = durable_claims(small_disk / "m.bin", data)
-        filler.unlink()
+        (small_disk / "filler").unlink()
         server.clear_faults()
         server.clear_log()
         path = nbmodels.download(server.url("m.bin"), dir=small_disk).wait(60)
         assert path.read_bytes() == data
     assert starts(server.requests_for("m.bin"))[0] >= durable.prefix()
     assert leftovers(small_disk) == []
+
+
+def test_reserved_blocks_survive_a_disk_that_fills_up_and_a_pause(
+    server: FaultServer, small_disk: Path
+) -> None:
+    """The partial file's blocks are reserved when the size is known: another program that
+    fills the disk half way gets only what was free beyond them, and the paused download
+    resumes on the full disk (its reservation is not asked for twice) and completes."""
+    size = 6 * MIB
+    data = payload(size, seed=27)
+    server.add_file("m.bin", data)
+    server.add_fault("m.bin", Fault.trickle(1 * MIB), times=-1)
+    part = partial_paths(small_disk / "m.bin")[0]
+    with custom_engine(space_margin=0):
+        job = nbmodels.download(server.url("m.bin"), dir=small_disk)
+        wait_until(lambda: job.progress.downloaded_bytes >= MIB, "the first MiB")
+        st = part.stat()
+        assert st.st_blocks * 512 >= size > st.st_size  # reserved, the size still the data's
+        assert _fill(small_disk) <= 8 * MIB - size
+        assert job.pause()
+        wait_until(lambda: job.status == "paused", "the pause")
+        assert job.resume()
+        path = job.wait(60)
+    assert path.read_bytes() == data
+    assert (small_disk / "filler").stat().st_size <= 8 * MIB - size
+    assert leftovers(small_disk) == []
+
+
+def _refusing(calls: list[tuple[int, int]]) -> Callable[[int, int, int, int], int]:
+    """A ``fallocate`` that answers ENOSPC, as when another program took the space between
+    the free-space check and the reservation."""
+
+    def fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+        calls.append((offset, length))
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    return fallocate
+
+
+def test_reservation_refused_is_insufficient_space_and_keeps_the_data(
+    engine: _engine.Engine,
+    server: FaultServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = payload(SIZE, seed=28)
+    server.add_file("m.bin", data)
+    out = tmp_path / "out"
+    real = _file._fallocate
+    calls: list[tuple[int, int]] = []
+    # Refused before a byte is written: nothing is left behind.
+    monkeypatch.setattr(_file, "_fallocate", _refusing(calls))
+    with pytest.raises(nbmodels.InsufficientSpaceError) as info:
+        nbmodels.download(server.url("m.bin"), dir=out).wait(60)
+    assert calls == [(0, SIZE)] and info.value.needed == SIZE
+    assert "missing" in str(info.value) and "resume" in str(info.value)
+    assert leftovers(out) == []
+    # A sparse partial file (written where reserving was impossible, then the disk filled).
+    monkeypatch.setattr(_file, "_fallocate", None)
+    monkeypatch.setattr(_file, "_pwrite", _disk_fills_after(300_000))
+    with pytest.raises(nbmodels.InsufficientSpaceError):
+        nbmodels.download(server.url("m.bin"), dir=out).wait(60)
+    part = partial_paths(out / "m.bin")[0]
+    kept, durable = part.stat().st_size, durable_claims(out / "m.bin", data)
+    assert durable.covered > 0
+    # Resuming, the reservation of the rest is refused: the data and its state stand.
+    monkeypatch.setattr(_file, "_pwrite", os.pwrite)
+    monkeypatch.setattr(_file, "_fallocate", _refusing(calls))
+    with pytest.raises(nbmodels.InsufficientSpaceError) as info:
+        nbmodels.download(server.url("m.bin"), dir=out).wait(60)
+    assert calls[1:] == [(0, SIZE)] and 0 < info.value.needed <= SIZE - durable.covered
+    assert part.stat().st_size == kept
+    assert durable_claims(out / "m.bin", data) == durable
+    # With the space back, it resumes where the durable bytes end.
+    monkeypatch.setattr(_file, "_fallocate", real)
+    server.clear_log()
+    assert nbmodels.download(server.url("m.bin"), dir=out).wait(60).read_bytes() == data
+    assert starts(server.requests_for("m.bin"))[0] >= durable.prefix()
 
 
 # ==========================================================================================

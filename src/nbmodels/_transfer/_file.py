@@ -2,7 +2,7 @@
 
 A :class:`FileSpec` says what to fetch and where it goes; :class:`FileTransfer` owns the partial
 file and its state and runs *workers*, each a connection streaming one part (a byte range) and
-writing it with ``pwrite`` at its offset:
+writing it with ``pwrite`` at its offset into a partial file whose blocks are reserved up front:
 
 - The first request (the probe) learns the size, the validator and whether the server honours
   ``Range`` (a 206, checked, not assumed). Only then do more connections join.
@@ -393,18 +393,40 @@ class FileTransfer:
         os.ftruncate(self._fd, 0)
         self._written = 0
         self._on_progress(0, self.size)
+        self._check_space()  # the truncate gave the reserved blocks back
 
-    def _check_space(self, extra_needed: int | None = None) -> None:
-        if extra_needed is None:
-            if self.size is None:
-                return
-            extra_needed = self.size - self.state.done.covered
-        needed = extra_needed
+    def _check_space(self, size: int | None = None) -> None:
+        """Refuse at once when the rest of the file (``size`` bytes in all, default the known
+        size) cannot fit, then reserve its blocks (``fallocate``, keeping the file's size), so
+        that a disk filling up meanwhile cannot stop the download half way. Blocks already held
+        (written, or reserved by an earlier attempt) are not asked for twice."""
+        size = self.size if size is None else size
+        if size is None:
+            return
+        needed = size - self._held_bytes()
         if needed <= 0:
             return
-        available = shutil.disk_usage(self.part_path.parent).free
+        where = self.part_path.parent
+        available = shutil.disk_usage(where).free
         if needed + self.settings.space_margin > available:
-            raise _space_error(self.part_path.parent, needed, available)
+            raise _space_error(where, needed, available)
+        if _fallocate is None or _fallocate(self._fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0:
+            return
+        err = ctypes.get_errno()
+        if err in (errno.ENOSPC, errno.EDQUOT):
+            # Give back what the failed call took past the end of the data; the data stays.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size)
+            raise _space_error(where, needed, shutil.disk_usage(where).free)
+        # Any other answer (EOPNOTSUPP, ENOSYS, ...): this file system cannot reserve; the
+        # file is written sparse and a full disk is reported when a write meets it.
+
+    def _held_bytes(self) -> int:
+        """Bytes of the partial file already on the disk: its allocated blocks where the
+        system reports them, else the ranges recorded as written."""
+        blocks = getattr(os.fstat(self._fd), "st_blocks", None)
+        covered = self.state.done.covered
+        return covered if blocks is None else max(covered, blocks * 512)
 
     # -- orchestration --------------------------------------------------------------------------
 
@@ -750,7 +772,7 @@ class FileTransfer:
                 raise RetryableError(f"{shown} answered 206 without a valid Content-Range")
             first, last, total = (int(g) for g in match.groups())
             if self.size is None:
-                self._check_space(total - self.state.done.covered)
+                self._check_space(total)
             if self.size is not None and total != self.size:
                 if self.spec.size is not None and part.pos == 0:
                     raise _size_error(self.spec, total)
@@ -931,19 +953,25 @@ def _aligned(piece: int) -> int:
     return piece - piece % (64 << 10)
 
 
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+def _linux_libc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """A libc function taking ``argtypes`` and returning int (errno kept), Linux only."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        fn = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int
-    return cast(Callable[[int, int, int, int], int], fn)
+    return cast(Callable[..., int], fn)
 
 
-_sync_file_range = _load_sync_file_range()
+_sync_file_range = _linux_libc(
+    "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
+)
+#: Reserves a file's blocks (tests replace it to simulate a file system without it).
+_fallocate = _linux_libc("fallocate64", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+_FALLOC_FL_KEEP_SIZE = 1
 _SYNC_FILE_RANGE_WRITE = 2
 
 
