@@ -39,7 +39,7 @@ import pytest
 
 import nbmodels
 from nbmodels import _engine
-from nbmodels._transfer import _rawbody, partial_paths
+from nbmodels._transfer import _http, partial_paths
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer, Request, http_date
 
@@ -392,10 +392,27 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def trust_tls(tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """Make the test certificate the trusted CA (for the engine's client, built at its start,
-    and for the fast path's cached context)."""
+    and for the fast path, whose shared context follows the variable)."""
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))
-    monkeypatch.setattr(_rawbody, "_ssl_context", None)
     return tls_files
+
+
+def test_tls_context_is_shared_and_follows_the_ca_variables(
+    tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every client and fast-path connection shares one context per CA setting (loading a CA
+    store costs ~50 ms each time), and a changed SSL_CERT_FILE gets its own."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    system = _http.tls_context()
+    assert _http.tls_context() is system
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))
+    ours = _http.tls_context()
+    assert ours is not system and _http.tls_context() is ours
+    subjects = [cert.get("subject") for cert in ours.get_ca_certs()]
+    assert subjects == [((("commonName", "127.0.0.1"),),)]
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert _http.tls_context() is system
 
 
 # ==========================================================================================

@@ -40,6 +40,7 @@ from urllib.parse import SplitResult, urlsplit
 import httpx2
 
 from .._aio import run_blocking
+from ._http import tls_context
 
 __all__ = ["BodyWriter", "RawConnection", "RawHead", "Unsupported", "usable_for"]
 
@@ -51,7 +52,6 @@ RECV_WAIT = 0.05
 RECEIVE_NICENESS = 5
 MAX_HEAD = 64 * 1024
 
-_ssl_context: ssl.SSLContext | None = None
 #: Blocking sockets with a kernel receive timeout (POSIX); elsewhere Python's timeout mode,
 #: in which MSG_WAITALL is not available.
 _WAIT_ALL = os.name == "posix"
@@ -338,14 +338,11 @@ def _ready(
 ) -> socket.socket:
     """Set a fresh connection up for its thread (TLS handshake included); closes it on
     failure."""
-    global _ssl_context
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if parts.scheme == "https":
-            if _ssl_context is None:
-                _ssl_context = httpx2.create_ssl_context()
             sock.settimeout(connect_timeout)
-            sock = _ssl_context.wrap_socket(sock, server_hostname=parts.hostname or "")
+            sock = tls_context().wrap_socket(sock, server_hostname=parts.hostname or "")
             # Python's own timeout mode for TLS (one record per read anyway).
             sock.settimeout(idle)
         elif not _WAIT_ALL:
