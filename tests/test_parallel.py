@@ -294,20 +294,34 @@ def _intersection(a: RangeSet, b: RangeSet) -> int:
     return total
 
 
-def test_a_lagging_front_part_is_split_before_new_ground_is_taken() -> None:
-    """The part holding back the contiguous prefix (what the hasher can digest) gets help
-    when it has more than two pieces left; otherwise free connections take the next piece."""
+def test_a_lagging_front_part_is_cut_to_one_piece_before_new_ground_is_taken() -> None:
+    """The part holding back the contiguous prefix (what the hasher can digest) keeps one
+    piece when it has more than two left, and the rest is handed out in file order; otherwise
+    free connections take the next piece."""
     plan = PartPlan(RangeSet(), 100 * MIB)
     front = plan.first_part()
     front.end = 20 * MIB  # a big first piece, slow
     front.pos = 2 * MIB
     ahead = plan.next_part(4 * MIB)
-    assert ahead is not None and ahead.start == 10 * MIB + MIB  # half of the 18 MiB left
-    assert front.end == ahead.start and ahead.end == 20 * MIB
-    nxt = plan.next_part(8 * MIB)  # front has 9 MiB left: not more than two pieces
-    assert nxt is not None and (nxt.start, nxt.end) == (20 * MIB, 28 * MIB)
+    assert front.end == 6 * MIB  # one piece from where it is
+    assert ahead is not None and (ahead.start, ahead.end) == (6 * MIB, 10 * MIB)
+    nxt = plan.next_part(8 * MIB)  # front has 4 MiB left: not more than two pieces
+    assert nxt is not None and (nxt.start, nxt.end) == (10 * MIB, 18 * MIB)
     front.claim = front.end - MIN_PART  # reserved by its receiving thread
     assert front.remaining == MIN_PART
+
+
+def test_many_connections_joining_the_probe_take_consecutive_pieces() -> None:
+    """When the first rate calls for many connections at once, they take the pieces after
+    the probe's first one in file order, so the contiguous prefix grows from the start."""
+    plan = PartPlan(RangeSet(), 2048 * MIB)
+    probe = plan.first_part()
+    probe.pos = probe.claim = 3 * MIB + 12345  # mid-receive
+    joined = [plan.next_part(4 * MIB) for _ in range(60)]
+    assert probe.end == 7 * MIB
+    starts = [p.start for p in joined if p is not None]
+    assert starts == [7 * MIB + 4 * MIB * i for i in range(60)]
+    assert all(p is not None and p.end - p.start == 4 * MIB for p in joined)
 
 
 def test_tail_steals_only_parts_that_still_need_long() -> None:

@@ -123,9 +123,12 @@ class PartPlan:
     def next_part(self, piece: int | None = None) -> Part | None:
         """Work for a free connection, at most ``piece`` bytes of new ground:
 
-        - the second half of the *front* part (the one holding back the contiguous prefix,
-          which is all the hasher can digest) when it has more than two pieces left, so one
-          slow connection near the start cannot leave the whole hash for the end;
+        - the piece after the first one of the *front* part (the one holding back the
+          contiguous prefix, which is all the hasher can digest) when it has more than two
+          pieces left: the front part keeps one piece and the rest goes back to the pool,
+          handed out piece by piece in file order. So a slow connection near the start cannot
+          leave the whole hash for the end, and when many connections join at once they take
+          consecutive pieces rather than ever smaller halves of the front;
         - else the next piece of the first unclaimed gap;
         - else the second half of the largest remaining part (no slow tail).
 
@@ -139,10 +142,9 @@ class PartPlan:
                     key=lambda p: p.pos,
                     default=None,
                 )
-                if front is not None and front.remaining > 2 * piece:
-                    stolen = self._split(front)
-                    if stolen is not None:
-                        return stolen
+                if front is not None and front.end is not None and front.remaining > 2 * piece:
+                    cut = max(front.pos, front.claim) + piece
+                    front.end = cut - cut % ALIGN  # what remains is a gap, taken below
         gaps = self.claimed().gaps(self.size)
         if gaps:
             start, end = gaps[0]
