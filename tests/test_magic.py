@@ -4,7 +4,9 @@ table (``nbmodels._cliopts``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -515,3 +517,74 @@ def test_parse_command_never_exits_and_keeps_options_separate() -> None:
     assert cli.quiet and not cli.background
     with pytest.raises(_cliopts.UsageError):
         _cliopts.parse_command(["u", "-b"], prog="nbmodels", background=False)
+
+
+# -- a kernel without the widget libraries (issue 12 item 3) --------------------------------------
+
+#: Runs before anything else in the kernel process: anywidget and ipywidgets cannot be imported,
+#: as in an environment where they are missing.
+_NO_WIDGETS = (
+    "import sys; sys.modules['anywidget'] = None; sys.modules['ipywidgets'] = None; "
+    "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
+)
+
+
+def _kernel_without_widgets(data_dir: Path, *python_flags: str) -> str:
+    """A kernelspec (in ``data_dir``) whose kernel cannot import anywidget nor ipywidgets."""
+    spec = data_dir / "kernels" / "nbm-no-widgets"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, *python_flags, "-c", _NO_WIDGETS, "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "no widgets", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    return "nbm-no-widgets"
+
+
+@pytest.mark.parametrize("python_flags", [(), ("-W", "error")], ids=["default", "W-error"])
+def test_kernel_without_widget_libraries_shows_text_and_no_warning(
+    python_flags: tuple[str, ...],
+    server: FaultServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without anywidget the magic and ``nbmodels.download`` fall back to the text line, and
+    nothing else reaches the cell: huggingface_hub's tqdm (whose import warns "IProgress not
+    found" in a kernel without ipywidgets) is never imported."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    a, b = add(server, "a.bin"), add(server, "b.bin", size=SIZE // 2)
+    out = tmp_path / "out"
+    for var in ("IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.delenv("NBMODELS_WIDGETS", raising=False)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    kernel = _kernel_without_widgets(tmp_path / "jupyter_data_dir", *python_flags)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in (
+            "%load_ext nbmodels",
+            f"path = %model_download {a} --dir {out}",
+            f"import nbmodels\njob = nbmodels.download({b!r}, dir={str(out)!r})\njob.wait()\njob",
+            "%model_panel",
+            "import sys\n"
+            "print('loaded:', sorted(m for m in ('anywidget', 'ipywidgets', 'tqdm',"
+            " 'huggingface_hub.utils.tqdm') if sys.modules.get(m) is not None))",
+        )
+    ]
+    client = nbclient.NotebookClient(
+        nb, timeout=60, kernel_name=kernel, resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+
+    outputs = [o for cell in nb.cells for o in cell.outputs]
+    assert [o for o in outputs if o["output_type"] == "error"] == []
+    assert [o["text"] for o in outputs if o.get("name") == "stderr"] == []
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    magic = "".join(o["text"] for o in nb.cells[1].outputs)
+    assert "\ra.bin: completed · 600.0 kB / 600.0 kB · 100%" in magic
+    assert magic.endswith(f"completed: {out / 'a.bin'}\n")
+    (job_out,) = nb.cells[2].outputs
+    assert job_out["data"]["text/plain"].startswith("b.bin — completed · 300.0 kB / 300.0 kB")
+    assert "a.bin — completed" in "".join(o["text"] for o in nb.cells[3].outputs)
+    assert nb.cells[4].outputs[0]["text"] == "loaded: []\n"
+    assert (out / "a.bin").read_bytes() == payload(SIZE, seed=len("a.bin"))

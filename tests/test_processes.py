@@ -192,13 +192,18 @@ def test_engine_close_marks_running_jobs_interrupted_and_keeps_partial_data(
 
 
 def test_core_imports_no_ui_library(server: FaultServer, tmp_path: Path) -> None:
+    """The API as a script uses it (``download`` with its default display, ``resolve``,
+    ``jobs``, ``history``) imports no notebook library, although they are installed."""
     server.add_file("m.bin", b"abc")
+    server.add_file("n.bin", b"defg")
     code = textwrap.dedent(
         f"""
         import sys, nbmodels, nbmodels.errors
         from nbmodels import _engine, _transfer, _sources, _registry, _progress, _options
+        job = nbmodels.download({server.url("n.bin")!r}, dir={str(tmp_path / "o")!r})
+        assert job.wait(30).read_bytes() == b"defg" and job.status == "completed"
         nbmodels.resolve({server.url("m.bin")!r}, dir={str(tmp_path / "o")!r})
-        nbmodels.history()
+        nbmodels.jobs(), nbmodels.history(), job.to_dict(), repr(job)
         bad = sorted(m for m in sys.modules
                      if m.split(".")[0] in ("IPython", "ipywidgets", "anywidget", "traitlets",
                                             "ipykernel", "nest_asyncio"))

@@ -662,3 +662,16 @@ def test_css_rules_are_scoped_under_the_root_class() -> None:
         for part in sel.split(","):
             assert part.strip().startswith((".nbm-root", ".nbm-offscreen")), part
     assert "--jp-ui-font-color1" in css and "prefers-color-scheme: dark" in css
+
+
+def test_a_plain_install_brings_the_widget_libraries() -> None:
+    """``pip install nbmodels`` gives the widget: anywidget (and with it ipywidgets), traitlets
+    and IPython are core dependencies; the old ``notebook`` extra still exists."""
+    import re
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())["project"]
+    core = {re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert {"anywidget", "traitlets", "ipython"} <= core
+    assert "notebook" in project["optional-dependencies"]

@@ -120,7 +120,7 @@ def inspect(
 def panel() -> Any:
     """A live widget with every job of this and earlier sessions, newest first: a form to submit
     a reference, retry for failed or interrupted jobs, pause / resume / cancel for running ones.
-    Needs the ``notebook`` extra (anywidget)."""
+    Its libraries (anywidget, traitlets, IPython) are dependencies of nbmodels."""
     from .notebook import panel as _panel  # type: ignore[import-not-found,unused-ignore]
 
     return _panel()

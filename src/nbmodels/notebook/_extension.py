@@ -4,6 +4,7 @@ the magics, and a one-line ``text/plain`` form of ``ModelCard`` for cell outputs
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from ._publisher import get_publisher
@@ -31,13 +32,21 @@ def _plain_text_formatter(ipython: Any) -> Any | None:
 
 def quiet_hub_progress_bars() -> None:
     """huggingface_hub's own tqdm bars never appear next to ours (unless the user set
-    ``HF_HUB_DISABLE_PROGRESS_BARS=0`` on purpose)."""
+    ``HF_HUB_DISABLE_PROGRESS_BARS=0`` on purpose).
+
+    This imports nothing: importing ``huggingface_hub.utils.tqdm`` imports ``tqdm.auto``, which
+    in a kernel without ipywidgets prints ``TqdmWarning: IProgress not found``. The environment
+    variable covers a huggingface_hub imported later; one imported already is told directly.
+    """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"].strip().lower() in ("0", "false", "no", "off"):
         return
-    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
-
-    disable_progress_bars()
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # read once, when huggingface_hub.utils.tqdm is imported
+        constants.HF_HUB_DISABLE_PROGRESS_BARS = True
+    bars = sys.modules.get("huggingface_hub.utils.tqdm")
+    if bars is not None:
+        bars.disable_progress_bars()
 
 
 def load_ipython_extension(ipython: Any) -> None:
