@@ -3,18 +3,23 @@
 1. Fake-model page: the ESM rendered on a blank 127.0.0.1 page with a ~20-line fake model:
    formatting, buttons and their messages, keyboard use, files, the model card line, errors,
    escaping, theme, the poll backstop and cleanup.
-2. JupyterLab end to end: ``%model_download -b`` on a throttled fault server, live bytes / speed
-   / ETA, Pause / Resume / Cancel, Python sees ``canceled``, the panel lists the job. Takes the
-   screenshots of ``docs/widget.png`` and ``docs/panel.png``; they replace those files only
-   with ``NBMODELS_UPDATE_SCREENSHOTS=1`` (otherwise they go to the test's temporary folder).
+2. JupyterLab and Notebook 7 end to end, against the local Hub emulator's demo models:
+   ``%model_download -b`` of a throttled model, live bytes / speed / ETA, the model card line
+   and the file rows, Pause / Resume / Cancel, Python sees ``canceled``; in Lab the panel with
+   a completed, a canceled and a failed job; Notebook 7 runs in the JupyterLab Dark theme; the
+   contrast of every text is checked from computed styles. Takes ``docs/widget.png``,
+   ``docs/panel.png`` and ``docs/widget-dark.png``; they replace those files only with
+   ``NBMODELS_UPDATE_SCREENSHOTS=1`` (otherwise they go to the test's temporary folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,8 +37,6 @@ from nbmodels._inspect import ModelCard
 from nbmodels._memory import Machine, estimate
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
 from nbmodels.notebook._state import card_state, job_state
-from tests.conftest import payload
-from tests.faultserver import Fault, FaultServer
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 if not Path("/usr/bin/chromium").exists() or not Path(CHROMIUM).exists():
@@ -291,12 +294,15 @@ def test_model_card_line_shows_above_the_files_with_a_fit_badge(page: Any) -> No
       return follows("model-card", "nbm-bar") && follows("model-card", "nbm-files");
     }"""
     assert page.evaluate(above)  # one line under the name, above the bar and the file rows
-    color = "() => getComputedStyle(document.querySelector('[data-testid=model-card-fit]')).color"
-    assert page.evaluate(color) == "rgb(26, 127, 55)"  # fits: the theme's success colour
+    color = """() => getComputedStyle(document.querySelector('[data-testid=model-card-fit]'))
+        .color.match(/[\\d.]+/g).slice(0, 3).map(Number)"""
+    red, green, blue = page.evaluate(color)
+    assert green > red and green > blue  # fits: the theme's success colour (a readable shade)
     push(page, {**_state(), "card": _card(ram=500_000_000)})
     assert fit.get_attribute("data-fit") == "does not fit"
     assert fit.text_content() == "does not fit (needs ~0.9 GB of 0.5 GB)"
-    assert page.evaluate(color) == "rgb(209, 36, 47)"  # the error colour
+    red, green, blue = page.evaluate(color)
+    assert red > green and red > blue  # the error colour
     push(page, {**_state(), "card": {**card, "fit": None, "fit_text": ""}})
     assert not fit.is_visible() and by_id(page, "model-card-text").is_visible()
     push(page, _state("completed", path="/m/x.gguf"))  # a state without a card hides the line
@@ -316,7 +322,11 @@ def test_error_detail_is_expandable_with_the_next_step(page: Any) -> None:
     details.locator("summary").click()
     assert by_id(page, "nbm-error-hint").text_content() == f"Next step: {hint}"
     assert not by_id(page, "nbm-error-message").is_visible()  # nothing beyond the summary
-    push(page, _state("failed", error="Bad reference.\nline two", error_type="RefError"))
+    bar = by_id(page, "nbm-bar").first
+    assert "nbm-indeterminate" not in bar.get_attribute("class")
+    error = "Bad reference.\nline two"
+    push(page, _state("failed", error=error, error_type="RefError", total=None))
+    assert "nbm-indeterminate" not in bar.get_attribute("class")  # nothing moves any more
     assert by_id(page, "nbm-error-message").text_content() == "line two"
     assert not by_id(page, "nbm-error-hint").is_visible()
     assert by_id(page, "nbm-retry").is_visible() and by_id(page, "nbm-pause").count() == 0
@@ -327,9 +337,11 @@ def test_error_detail_is_expandable_with_the_next_step(page: Any) -> None:
 
 def test_completed_job_shows_the_path_with_a_copy_button(page: Any) -> None:
     load(page)
-    path = "/home/me/.cache/huggingface/hub/models--o--m/snapshots/abc/Model-Q4_K_M.gguf"
+    shown = "~/.cache/huggingface/hub/models--o--m/snapshots/abc/Model-Q4_K_M.gguf"
+    path = str(Path.home() / shown.removeprefix("~/"))
     mount(page, "job", _state("completed", done=4_500_000_000, path=path, speed=0.0, eta=None))
-    assert by_id(page, "nbm-path-text").text_content() == path
+    assert by_id(page, "nbm-path-text").text_content() == shown  # the home folder as ~
+    assert by_id(page, "nbm-path-text").get_attribute("title") == path
     assert by_id(page, "nbm-pause").count() == 0 and by_id(page, "nbm-cancel").count() == 0
     by_id(page, "nbm-copy").click()
     page.wait_for_function(
@@ -395,6 +407,51 @@ def test_theme_variables_and_dark_fallbacks_apply(page: Any) -> None:
             "beforeend", '<button id="x" class="nbm-btn">outside</button>')"""
     )
     assert page.evaluate("() => getComputedStyle(document.getElementById('x')).cursor") != "pointer"
+
+
+#: JupyterLab's own theme stylesheets (its ``--jp-*`` variables), as installed with it.
+LAB_THEMES = Path(sys.prefix) / "share" / "jupyter" / "lab" / "themes" / "@jupyterlab"
+
+
+@pytest.mark.parametrize(
+    "theme", ["light", "dark", "theme-light", "theme-dark", "theme-dark-high-contrast"]
+)
+def test_every_status_is_readable_in_each_theme(page: Any, theme: str) -> None:
+    """The contrast of every text (badges of each status, fit verdicts, the expanded error,
+    the path, the form, an error notice) against what it is drawn on, from computed styles:
+    with the widget's own light and dark fallbacks, and with JupyterLab's theme variables."""
+    load(page)
+    if theme.startswith("theme-"):
+        css = LAB_THEMES / f"{theme}-extension" / "index.css"
+        if not css.exists():
+            pytest.skip(f"JupyterLab's {theme} is not installed")
+        page.add_style_tag(content=css.read_text())
+        page.evaluate("() => { document.body.style.background = 'var(--jp-layout-color0)'; }")
+    else:
+        page.emulate_media(color_scheme=theme)
+        if theme == "dark":  # the host page is dark too (the form sits on its background)
+            page.evaluate("() => { document.body.style.background = '#0d1117'; }")
+    jobs = [
+        _state(status, job_id=status)
+        for status in ("queued", "resolving", "downloading", "verifying", "paused", "interrupted")
+    ]
+    jobs.append(_state("downloading", job_id="stalled", stalled=True, speed=0.0, eta=None))
+    jobs.append(_state("completed", job_id="c", path="/m/x.gguf", files=_files(3, "completed")))
+    jobs.append(_state("already_downloaded", job_id="a", path="/m/y.gguf"))
+    jobs.append(_state("canceled", job_id="x", error="Canceled.", error_type="CanceledError"))
+    failed = _state("failed", job_id="f", error="No such quant. Use Q4_K_M.", error_type="E")
+    jobs.append({**failed, "error_hint": "Use Q4_K_M."})
+    for ram, job in zip((23_000_000_000, 1_000_000_000, 500_000_000), jobs, strict=False):
+        job["card"] = _card(ram=ram)  # fits, tight, does not fit
+    mount(page, "panel", {"jobs": jobs, "notice": "Enter a reference first.", "seq": 1})
+    page.evaluate("() => document.querySelector('[data-testid=nbm-notice]').dataset.kind = 'error'")
+    page.locator('[data-job-id="f"] summary').click()
+    verdicts = {by_id(page, "model-card-fit").nth(i).get_attribute("data-fit") for i in range(3)}
+    assert verdicts == {"fits", "tight", "does not fit"}
+    texts = _contrast(page, by_id(page, "nbm-panel"))
+    shown = {t["text"] for t in texts}
+    assert {"paused", "interrupted", "stalled", "completed", "failed", "canceled"} <= shown
+    assert "Next step: Use Q4_K_M." in shown
 
 
 def test_cleanup_removes_listeners_and_timers(page: Any) -> None:
@@ -482,13 +539,50 @@ def test_panel_lists_jobs_and_submits_the_form(page: Any) -> None:
     assert by_id(page, "nbm-empty").is_visible()
 
 
-# -- 2. JupyterLab end to end --------------------------------------------------------------------
+# -- 2. JupyterLab and Notebook 7 end to end ----------------------------------------------------
 
 TOKEN = "nbmodels-e2e-token"
 KERNEL_READY = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return Boolean(k && k.connectionStatus === "connected" && k.status === "idle");
+}"""
+#: Notebook 7.6 logs this harmless page error on load (BROWSER.md); any other one fails a test.
+KNOWN_PAGE_ERRORS = ("reading 'schema'",)
+#: The demo models of the local Hub emulator (``nbmodels.testing.demo_repos``).
+GGUF = "hf:nbmodels-demo/TinyLlama-Chat-GGUF"
+SAFETENSORS = "hf:nbmodels-demo/tiny-llama-safetensors"
+#: Per-connection rate of the throttled demo files: slow enough to watch, pause and cancel.
+RATE = 700_000
+
+#: WCAG contrast of every visible text in ``root`` against the background it is drawn on
+#: (background colours composited from the page down, alpha included).
+CONTRAST = """(root) => {
+  const rgba = (c) => {  // rgb(a) 0-255, or color(srgb 0-1) as color-mix() computes to
+    const n = (c.match(/[\\d.]+(?:e-?\\d+)?/g) || ["0", "0", "0", "0"]).map(Number);
+    const k = c.startsWith("color(") ? 255 : 1;
+    return [n[0] * k, n[1] * k, n[2] * k, n.length > 3 ? n[3] : 1]; };
+  const over = (top, under) => { const a = top[3]; return [0, 1, 2].map(
+    (i) => top[i] * a + under[i] * (1 - a)).concat([1]); };
+  const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92
+    : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1])
+    + 0.0722 * f(c[2]); };
+  const background = (el) => { const chain = []; for (let n = el; n; n = n.parentElement)
+    chain.unshift(n); let bg = [255, 255, 255, 1]; for (const n of chain)
+    bg = over(rgba(getComputedStyle(n).backgroundColor), bg); return bg; };
+  const out = [];
+  for (const el of root.querySelectorAll("*")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || +style.opacity === 0) continue;
+    const bg = background(el);
+    const fg = over(rgba(style.color), bg);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    out.push({ text: el.textContent.trim().slice(0, 40), cls: el.className,
+               ratio: Math.round((hi + 0.05) / (lo + 0.05) * 100) / 100 });
+  }
+  return out;
 }"""
 
 
@@ -498,9 +592,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _user_settings(config: Path, plugin: str, values: dict[str, Any]) -> None:
+    package, name = plugin.rsplit(":", 1)
+    folder = config / "lab" / "user-settings" / package
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+
+
 @contextlib.contextmanager
-def jupyter_lab(root: Path, notebook_dir: Path) -> Iterator[str]:
-    """``jupyter lab`` in its own process group with isolated config/data/runtime dirs."""
+def jupyter(
+    app: str, root: Path, notebook_dir: Path, env: dict[str, str], *, theme: str | None = None
+) -> Iterator[str]:
+    """``jupyter lab`` (``app="lab"``) or Notebook 7 (``app="notebook"``) in its own process
+    group, with isolated config/data/runtime dirs and ``env`` for the kernel; the theme is set
+    the way a user sets it, in the user settings."""
     dirs = {
         "JUPYTER_CONFIG_DIR": root / "config",
         "JUPYTER_DATA_DIR": root / "data",
@@ -509,32 +614,38 @@ def jupyter_lab(root: Path, notebook_dir: Path) -> Iterator[str]:
     }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    settings = dirs["JUPYTER_CONFIG_DIR"] / "lab/user-settings/@jupyterlab/apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    config = dirs["JUPYTER_CONFIG_DIR"]
+    _user_settings(
+        config,
+        "@jupyterlab/apputils-extension:notification",
+        {"fetchNews": "false", "checkForUpdates": False},
     )
-    env = {**os.environ, **{k: str(v) for k, v in dirs.items()}}
-    env.pop("NBMODELS_WIDGETS", None)
+    if theme is not None:
+        _user_settings(config, "@jupyterlab/apputils-extension:themes", {"theme": theme})
+    full_env = {**os.environ, **{k: str(v) for k, v in dirs.items()}, **env}
+    full_env.pop("NBMODELS_WIDGETS", None)
     port = _free_port()
-    log = (root / "lab.log").open("w")
+    if app == "lab":
+        own = ["jupyterlab", "--LabApp.expose_app_in_browser=True"]
+        own.append("--LabApp.extension_manager=readonly")  # never asks a package index
+    else:
+        own = ["notebook", "--JupyterNotebookApp.expose_app_in_browser=True"]
+    log = (root / "server.log").open("w")
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "jupyterlab",
+            *own,
             "--no-browser",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={TOKEN}",
             f"--ServerApp.root_dir={notebook_dir}",
-            "--LabApp.expose_app_in_browser=True",
             "--ServerApp.terminals_enabled=False",
-            "--LabApp.extension_manager=readonly",  # never asks PyPI
             *(["--allow-root"] if os.geteuid() == 0 else []),
         ],
-        env=env,
+        env=full_env,
         cwd=notebook_dir,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -550,7 +661,7 @@ def jupyter_lab(root: Path, notebook_dir: Path) -> Iterator[str]:
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(
-                        "jupyter lab did not start: " + (root / "lab.log").read_text()
+                        f"jupyter {app} did not start: " + (root / "server.log").read_text()
                     ) from None
                 time.sleep(0.2)
         yield base
@@ -566,6 +677,28 @@ def jupyter_lab(root: Path, notebook_dir: Path) -> Iterator[str]:
         log.close()
 
 
+@pytest.fixture
+def demo_hub(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The local Hub emulator with the demo models, and the kernel's environment: pointed at
+    it, with a home folder whose Hugging Face cache is where a user's is (``~/.cache``)."""
+    from nbmodels.testing import HubEmulator, demo_repos
+
+    home = tmp_path / "home" / "you"
+    with HubEmulator() as hub:
+        demo_repos(hub, scale=1.0)
+        env = {
+            "HOME": str(home),
+            "HF_HOME": str(home / ".cache" / "huggingface"),
+            "NBMODELS_HOME": str(home / ".cache" / "nbmodels"),
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        yield hub, env
+    assert hub.server_errors == []
+
+
 def _notebook(path: Path, cells: list[str]) -> None:
     import nbformat
 
@@ -573,6 +706,22 @@ def _notebook(path: Path, cells: list[str]) -> None:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     nbformat.write(nb, path)
+
+
+@contextlib.contextmanager
+def _open(browser: Any, url: str) -> Iterator[Any]:
+    """A page on ``url`` whose kernel is ready; fails on any page error not known harmless."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[Any] = []
+    page.on("pageerror", lambda e: errors.append(e))
+    try:
+        page.goto(url)
+        page.wait_for_function(KERNEL_READY, timeout=60_000)
+        yield page
+    finally:
+        context.close()
+    assert [e for e in errors if not any(k in str(e) for k in KNOWN_PAGE_ERRORS)] == []
 
 
 def _run_cell(page: Any, index: int) -> None:
@@ -591,85 +740,140 @@ def _downloaded(page: Any) -> int:
     return int(page.get_attribute('[data-testid="nbm-widget"]', "data-downloaded") or 0)
 
 
+def _shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``docs/`` only with ``NBMODELS_UPDATE_SCREENSHOTS=1``."""
+    shots = DOCS if os.environ.get("NBMODELS_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(exist_ok=True)
+    return shots
+
+
+def _contrast(page: Any, locator: Any, minimum: float = 4.5) -> list[dict[str, Any]]:
+    """Every visible text of ``locator``'s element, with its contrast ratio; asserts that
+    none is below ``minimum`` (WCAG AA for normal text) and returns them."""
+    texts: list[dict[str, Any]] = locator.evaluate(CONTRAST)
+    assert texts, "no visible text"
+    low = [t for t in texts if t["ratio"] < minimum]
+    assert low == [], low
+    return texts
+
+
+def _drive_job_widget(page: Any, hub: Any, files: str, shot: Path) -> str:
+    """Cell 0 started a throttled download with ``-b``. Thread -> traitlets -> comm -> page:
+    the widget shows live bytes, speed and ETA, the model card line and one row per file.
+    Click -> Python -> state back: Pause stops the bytes (no request starts while paused),
+    Resume moves them again, Cancel ends the job. Saves ``shot``; returns the job id."""
+    _run_cell(page, 0)
+    widget = page.locator('[data-testid="nbm-widget"]')
+    page.wait_for_selector('[data-testid="nbm-widget"][data-status="downloading"]')
+    first = _downloaded(page)
+    _wait_downloaded(page, first + 300_000)
+    text = widget.locator('[data-testid="nbm-text"]').text_content()
+    size, rate = r"[\d.]+ [kMG]?B", r"[\d.]+ [kMG]?B/s"
+    assert re.fullmatch(rf"{size} / {size} · \d+% · {rate} · ETA [\d:]+", text), text
+    page.wait_for_function(
+        "(t) => document.querySelector('[data-testid=nbm-text]').textContent !== t", arg=text
+    )  # bytes, speed and ETA move live
+    widget.locator('[data-testid="model-card"]').wait_for()  # read from the file header
+    assert " params · " in widget.locator('[data-testid="model-card-text"]').text_content()
+    assert widget.locator('[data-testid="nbm-file"]').count() >= 2  # one row per part
+    output = page.locator(".jp-OutputArea-output").filter(has=widget)
+    output.screenshot(path=str(shot))
+
+    widget.locator('[data-testid="nbm-pause"]').click()
+    page.wait_for_selector('[data-testid="nbm-widget"][data-status="paused"]')
+    paused_at, paused_since = _downloaded(page), time.time()
+    time.sleep(1.2)
+    assert _downloaded(page) == paused_at  # Pause stops the bytes
+    started = [r for r in hub.requests if r.method == "GET" and fnmatch.fnmatch(r.path, files)]
+    assert started and not [r for r in started if r.started > paused_since]
+
+    widget.locator('[data-testid="nbm-resume"]').click()
+    page.wait_for_selector('[data-testid="nbm-widget"][data-status="downloading"]')
+    _wait_downloaded(page, paused_at + 200_000)
+
+    widget.locator('[data-testid="nbm-cancel"]').click()
+    page.wait_for_selector('[data-testid="nbm-widget"][data-status="canceled"]')
+    _run_cell(page, 1)
+    page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-output").filter(
+        has_text="STATUS canceled"
+    ).wait_for()  # Python saw the click
+    return str(widget.get_attribute("data-job-id"))
+
+
 def test_jupyterlab_end_to_end(
-    browser: Any, server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    browser: Any, demo_hub: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
-    size = 16_000_000
-    server.add_file("model.gguf", payload(size))
-    for _ in range(8):
-        server.add_fault("model.gguf", Fault.trickle(600_000))
-    server.add_file("small.gguf", payload(300_000, seed=2))
-    notebooks, out = tmp_path / "notebooks", tmp_path / "out"
+    """A split GGUF quant in JupyterLab (light theme), then the panel: the completed quant
+    with its ``~`` path, the canceled one, and a mistyped quant whose error is expanded.
+    Takes ``docs/widget.png`` and ``docs/panel.png``."""
+    hub, env = demo_hub
+    hub.set_throttle(RATE, path_glob="*Q8_0*")
+    notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    monkeypatch.setenv("NBMODELS_HOME", str(tmp_path / "kernel-home"))
     _notebook(
         notebooks / "e2e.ipynb",
         [
-            "%load_ext nbmodels\n"
-            f"job = %model_download -b {server.url('model.gguf')} --dir {out} --connections 1",
+            f"%load_ext nbmodels\njob = %model_download -b {GGUF}:Q8_0",
             "print('STATUS', job.status)",
-            f"small = %model_download {server.url('small.gguf')} --dir {out} -q\n%model_panel",
+            f"q4 = %model_download {GGUF}:Q4_K_M -q\n"
+            f"%model_download {GGUF}:Q5_K_M -q\n"
+            "%model_panel",
         ],
     )
-    with jupyter_lab(tmp_path / "lab", notebooks) as base:
-        context = browser.new_context(viewport={"width": 1100, "height": 800})
-        page = context.new_page()
-        errors: list[Any] = []
-        page.on("pageerror", lambda e: errors.append(e))
-        try:
-            page.goto(f"{base}/lab/tree/e2e.ipynb?token={TOKEN}")
-            page.wait_for_function(KERNEL_READY, timeout=60_000)
+    shots = _shots(tmp_path)
+    with (
+        jupyter("lab", tmp_path / "lab", notebooks, env) as base,
+        _open(browser, f"{base}/lab/tree/e2e.ipynb?token={TOKEN}") as page,
+    ):
+        job_id = _drive_job_widget(page, hub, "*Q8_0*", shots / "widget.png")
 
-            _run_cell(page, 0)
-            widget = page.locator('[data-testid="nbm-widget"]')
-            page.wait_for_selector('[data-testid="nbm-widget"][data-status="downloading"]')
-            first = _downloaded(page)
-            _wait_downloaded(page, first + 300_000)
-            text = widget.locator('[data-testid="nbm-text"]').text_content()
-            assert " / 16.0 MB · " in text and "/s" in text and "ETA" in text, text
-            page.wait_for_function(
-                "(t) => document.querySelector('[data-testid=nbm-text]').textContent !== t",
-                arg=text,
-            )  # bytes, speed and ETA move live
-            shots = DOCS if os.environ.get("NBMODELS_UPDATE_SCREENSHOTS") == "1" else tmp_path
-            shots.mkdir(exist_ok=True)
-            page.locator(".jp-OutputArea-output").filter(has=widget).screenshot(
-                path=str(shots / "widget.png")
-            )
+        _run_cell(page, 2)
+        panel = page.locator('[data-testid="nbm-panel"]')
+        panel.locator(f'[data-job-id="{job_id}"][data-status="canceled"]').wait_for()
+        done = panel.locator('[data-testid="nbm-job"][data-status="completed"]')
+        failed = panel.locator('[data-testid="nbm-job"][data-status="failed"]')
+        done.wait_for()
+        failed.wait_for()
+        assert panel.get_attribute("data-count") == "3"
+        path = done.locator('[data-testid="nbm-path-text"]').text_content()
+        assert path.startswith("~/.cache/huggingface/hub/models--nbmodels-demo--TinyLlama-Chat")
+        assert path.endswith("/TinyLlama-Chat-Q4_K_M.gguf")
+        failed.locator("summary").click()
+        hint = failed.locator('[data-testid="nbm-error-hint"]')
+        assert hint.is_visible() and "Q4_K_M" in hint.text_content()
+        panel.scroll_into_view_if_needed()
+        page.locator(".jp-OutputArea-output").filter(has=panel).screenshot(
+            path=str(shots / "panel.png")
+        )
+        _contrast(page, panel)
+    cache = Path(env["HF_HOME"]) / "hub" / "models--nbmodels-demo--TinyLlama-Chat-GGUF"
+    assert list(cache.glob("snapshots/*/*Q8_0*")) == []  # canceled: nothing published
 
-            widget.locator('[data-testid="nbm-pause"]').click()
-            page.wait_for_selector('[data-testid="nbm-widget"][data-status="paused"]')
-            sent_at_pause = sum(r.body_bytes_sent for r in server.requests_for("model.gguf"))
-            paused_at = _downloaded(page)
-            time.sleep(1.2)
-            assert _downloaded(page) == paused_at  # Pause stops the bytes
-            assert sum(r.body_bytes_sent for r in server.requests_for("model.gguf")) <= (
-                sent_at_pause + 256 * 1024
-            )
 
-            widget.locator('[data-testid="nbm-resume"]').click()
-            page.wait_for_selector('[data-testid="nbm-widget"][data-status="downloading"]')
-            _wait_downloaded(page, paused_at + 200_000)
-
-            widget.locator('[data-testid="nbm-cancel"]').click()
-            page.wait_for_selector('[data-testid="nbm-widget"][data-status="canceled"]')
-            job_id = widget.get_attribute("data-job-id")
-
-            _run_cell(page, 1)
-            page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-output").filter(
-                has_text="STATUS canceled"
-            ).wait_for()
-
-            _run_cell(page, 2)
-            panel = page.locator('[data-testid="nbm-panel"]')
-            panel.locator(f'[data-job-id="{job_id}"][data-status="canceled"]').wait_for()
-            panel.locator('[data-testid="nbm-job"][data-status="completed"]').wait_for()
-            assert panel.get_attribute("data-count") == "2"
-            panel.scroll_into_view_if_needed()
-            page.locator(".jp-OutputArea-output").filter(has=panel).screenshot(
-                path=str(shots / "panel.png")
-            )
-        finally:
-            context.close()
-        assert errors == []
-    assert not (out / "model.gguf").exists()
+def test_notebook7_end_to_end_in_the_dark_theme(
+    browser: Any, demo_hub: tuple[Any, dict[str, str]], tmp_path: Path
+) -> None:
+    """The same round trip in Notebook 7, with JupyterLab Dark chosen in the user settings:
+    a sharded safetensors repo, every text readable on the dark background. Takes
+    ``docs/widget-dark.png``."""
+    hub, env = demo_hub
+    hub.set_throttle(RATE, path_glob="*.safetensors")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(
+        notebooks / "e2e.ipynb",
+        [
+            f"%load_ext nbmodels\njob = %model_download -b {SAFETENSORS}",
+            "print('STATUS', job.status)",
+        ],
+    )
+    with (
+        jupyter("notebook", tmp_path / "nb7", notebooks, env, theme="JupyterLab Dark") as base,
+        _open(browser, f"{base}/notebooks/e2e.ipynb?token={TOKEN}") as page,
+    ):
+        assert page.locator("body").get_attribute("data-jp-theme-light") == "false"
+        shot = _shots(tmp_path) / "widget-dark.png"
+        _drive_job_widget(page, hub, "*.safetensors", shot)
+        widget = page.locator('[data-testid="nbm-widget"]')
+        texts = _contrast(page, widget)
+        assert {"nbm-name", "nbm-text"} <= {t["cls"] for t in texts}

@@ -610,6 +610,25 @@ def test_text_progress_redraws_one_line_and_ends_it(
     assert two == "2 downloads (2 done): 2.0 kB / 2.0 kB · 100%"
 
 
+def test_paths_under_home_are_shown_with_a_tilde(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmodels.notebook._state import short_path
+
+    monkeypatch.setenv("HOME", "/home/you")
+    assert short_path("/home/you/.cache/huggingface/hub/m.gguf") == (
+        "~/.cache/huggingface/hub/m.gguf"
+    )
+    assert short_path("/home/you") == "~"
+    assert short_path("/home/your-data/m.gguf") == "/home/your-data/m.gguf"  # not a prefix test
+    assert short_path("/data/m.gguf") == "/data/m.gguf"
+    assert short_path("") == ""
+    monkeypatch.setenv("HOME", "/")
+    assert short_path("/data/m.gguf") == "/data/m.gguf"  # a home of / abbreviates nothing
+    snap = JobSnapshot("j", "u", "completed", Progress(1, 1), path="/home/you/m.gguf")
+    monkeypatch.setenv("HOME", "/home/you")
+    state = job_state(snap)
+    assert state["path"] == "/home/you/m.gguf" and state["path_display"] == "~/m.gguf"
+
+
 def test_one_line_errors_drop_multiline_hints() -> None:
     err = nbmodels.RefError("Bad reference 'x'.", hint="Accepted forms:\n  a\n  b")
     assert one_line(err, more="See help.") == "RefError: Bad reference 'x'. See help."

@@ -7,6 +7,8 @@ Pure functions, no widget library.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +26,7 @@ __all__ = [
     "job_state",
     "one_line",
     "plain_text",
+    "short_path",
     "status_label",
 ]
 
@@ -61,10 +64,28 @@ def display_name(snap: JobSnapshot) -> str:
     return ref
 
 
+def short_path(path: str) -> str:
+    """``path`` with the home directory written ``~``, as a shell shows it (for display only:
+    the widget's Copy button and tooltip keep the full path)."""
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):  # no HOME and no password entry
+        return path
+    if not path or home == PurePath(home.anchor):
+        return path
+    try:
+        rel = PurePath(path).relative_to(home)
+    except ValueError:
+        return path
+    return "~" if rel == PurePath() else f"~{os.sep}{rel}"
+
+
 def job_state(snap: JobSnapshot, *, read_only: bool = False) -> dict[str, Any]:
     """The ``state`` trait of a job: ``snap.to_dict()`` plus the display fields the ESM needs
-    (``name``, ``status_label``, ``actions``, ``read_only`` and each file's ``text``)."""
+    (``name``, ``status_label``, ``actions``, ``read_only``, ``path_display`` and each file's
+    ``text``)."""
     data = snap.to_dict()
+    data["path_display"] = short_path(snap.path or "")
     data["files"] = [
         {
             **f.to_dict(),

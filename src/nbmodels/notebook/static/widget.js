@@ -13,6 +13,8 @@ const COPIED_MS = 1500;
 
 const LABELS = { pause: "Pause", resume: "Resume", cancel: "Cancel", retry: "Retry" };
 const FITS = new Set(["fits", "tight", "does not fit", "unknown"]);
+// An unknown size animates the bar only while something is happening (never on a failed job).
+const MOVING = new Set(["queued", "resolving", "downloading", "verifying"]);
 let uid = 0;
 
 function h(tag, className, attrs) {
@@ -69,8 +71,8 @@ class Bar {
     const pct = percent(fraction);
     if (pct == null) {
       this.el.removeAttribute("aria-valuenow");
-      this.el.classList.add("nbm-indeterminate");
-      this.fill.style.width = "";
+      this.el.classList.toggle("nbm-indeterminate", MOVING.has(status));
+      this.fill.style.width = MOVING.has(status) ? "" : "0";
     } else {
       this.el.setAttribute("aria-valuenow", String(pct));
       this.el.classList.remove("nbm-indeterminate");
@@ -175,7 +177,8 @@ class JobCard {
     this.drawError(s);
     const ok = s.status === "completed" || s.status === "already_downloaded";
     this.pathRow.hidden = !(ok && s.path);
-    setText(this.pathText, ok ? s.path : "");
+    setText(this.pathText, ok ? s.path_display || s.path : "");
+    this.pathText.title = ok && s.path ? s.path : "";
     this.copy.setAttribute("aria-label", `Copy the path of ${s.name || s.ref}`);
     setText(this.notice, s.notice || "");
     this.notice.hidden = !s.notice;
