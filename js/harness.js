@@ -1,4 +1,5 @@
-// Test harness for the widget ESM on a blank page (tests/test_browser.py, BROWSER.md layer 1).
+// Test harness for the widget ESM on a blank page (tests/test_browser.py; docs/browser-tests.md,
+// layer 1).
 //
 // Evaluated by Playwright with {src, css}: counts active timers and event listeners (so a test
 // can prove that render()'s cleanup removes them), injects the CSS, imports the ESM from a Blob

@@ -1,4 +1,5 @@
-"""The widget in a real browser (BROWSER.md): Debian Chromium driven by Playwright for Python.
+"""The widget in a real browser (docs/browser-tests.md): Debian Chromium driven by Playwright for
+Python.
 
 1. Fake-model page: the ESM rendered on a blank 127.0.0.1 page with a ~20-line fake model:
    formatting, buttons and their messages, keyboard use, files, the model card line, errors,
@@ -547,7 +548,8 @@ KERNEL_READY = """() => {
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return Boolean(k && k.connectionStatus === "connected" && k.status === "idle");
 }"""
-#: Notebook 7.6 logs this harmless page error on load (BROWSER.md); any other one fails a test.
+#: Notebook 7.6 logs this harmless page error on load (docs/browser-tests.md); any other one
+#: fails a test.
 KNOWN_PAGE_ERRORS = ("reading 'schema'",)
 #: The demo models of the local Hub emulator (``nbmodels.testing.demo_repos``).
 GGUF = "hf:nbmodels-demo/TinyLlama-Chat-GGUF"

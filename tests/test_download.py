@@ -1,4 +1,5 @@
-"""Plain-URL downloads end to end against a real misbehaving HTTP server (DESIGN §5)."""
+"""Plain-URL downloads end to end against a real misbehaving HTTP server
+(docs/download-contract.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Hostile and broken servers against the download contract (DESIGN §5, issue 6).
+"""Hostile and broken servers against the download contract (docs/download-contract.md, issue 6).
 
 Every test runs real HTTP on 127.0.0.1: :class:`tests.faultserver.FaultServer` for plain URLs,
 and :class:`Scripted` (below) where a test must write the answers itself — a hostile Hub API,
-TLS, requests held at a gate. Each case states the behaviour §5 promises: retry, restart from
-zero, or one clear error; byte-exact results when it succeeds; nothing published when it fails;
+TLS, requests held at a gate. Each case states the behaviour the contract promises: retry, restart
+from zero, or one clear error; byte-exact results when it succeeds; nothing published when it fails;
 bounded time and requests; no token off its origin; no secret in a message, log, file or
 registry row.
 

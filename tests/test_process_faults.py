@@ -1,4 +1,5 @@
-"""Process and filesystem faults (DESIGN §4, §5 points 1, 2 and 8; issue 6).
+"""Process and filesystem faults (docs/storage.md, docs/download-contract.md rules 1, 2
+and 8; issue 6).
 
 SIGKILL at seeded random moments, two processes on one file (with working locks and with locks
 that do nothing), a full disk (through the ``_pwrite`` and ``_fallocate`` hooks and on a real
@@ -225,7 +226,7 @@ def test_two_processes_on_one_hub_blob_fetch_it_once(tmp_path: Path) -> None:
 
 
 def test_without_working_locks_no_incomplete_file_is_ever_published(tmp_path: Path) -> None:
-    """Locks that do nothing (DESIGN §4: correctness must not depend on them). Process A
+    """Locks that do nothing (docs/storage.md: correctness must not depend on them). Process A
     opens its partial file and waits for the server; process B starts, finds no state, and
     begins the same file; then A completes. What A publishes must be the whole file."""
     size = 2 * MIB

@@ -1,5 +1,6 @@
 """A bounded soak (issue 6): 50 jobs over plain URLs and Hub repos with seeded random faults and
-random pause / resume / cancel, then every outcome checked against DESIGN §2 and §5.
+random pause / resume / cancel, then every outcome checked against docs/public-api.md
+and docs/download-contract.md.
 
 Decisions are seeded; when they land depends on the machine, so every assertion holds for any
 timing: completed files are byte-exact (one version of a file that changed, never a mix),

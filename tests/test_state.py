@@ -1,4 +1,5 @@
-"""The partial-download state file under damage (DESIGN §4, §5 point 2; issue 6).
+"""The partial-download state file under damage (docs/storage.md, docs/download-contract.md
+rule 2; issue 6).
 
 ``PartialState.load`` reads a file that a crash, a full disk, another program or a person may
 have truncated or garbled. Whatever it holds, loading must not raise, and a loaded state must

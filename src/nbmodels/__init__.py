@@ -68,9 +68,10 @@ __all__ = [
 def download(ref: str, **options: Any) -> Job:
     """Start downloading ``ref`` in the background and return its :class:`Job` at once.
 
-    Options (DESIGN §2): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``, ``force``,
-    ``connections``, ``token``, ``offline``, ``display``. Submitting a reference whose job is
-    still running returns that job; a finished file comes back ``already_downloaded``.
+    Options (docs/public-api.md): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``,
+    ``force``, ``connections``, ``token``, ``offline``, ``display``. Submitting a reference
+    whose job is still running returns that job; a finished file comes back
+    ``already_downloaded``.
     """
     opts = Options.create(**options)
     job = get_engine().submit(ref, opts)

@@ -1,7 +1,7 @@
 """What is on disk: the Hugging Face cache read without following links out of it, safe removal
 from it, and the files nbmodels downloaded into ``dir=`` folders or for plain URLs.
 
-The cache layout (DESIGN §4)::
+The cache layout (docs/storage.md)::
 
     <cache>/models--org--name/blobs/<etag>                 sha256 (LFS) or git SHA-1 of the bytes
     <cache>/models--org--name/refs/<revision>              40-hex commit

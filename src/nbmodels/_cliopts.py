@@ -1,6 +1,6 @@
 """The command-line flags of a download, defined once for the ``%model_download`` magic and the
-``nbmodels`` command (DESIGN §2: a flag is named after the :class:`~nbmodels._options.Options`
-field it sets).
+``nbmodels`` command (docs/public-api.md, Options: a flag is named after the
+:class:`~nbmodels._options.Options` field it sets).
 
 Standard library only (argparse): the CLI imports this without IPython. A front end builds its
 parser with :func:`build_parser` (or adds :data:`DOWNLOAD_FLAGS` to its own parser with
@@ -183,7 +183,8 @@ _FILE_WORD = re.compile(r"[^/:\s]+(?:#\S+)?")
 
 
 def group_refs(words: Iterable[str]) -> list[str]:
-    """Join ``owner/repo file.gguf`` word pairs into one two-word reference (DESIGN §3).
+    """Join ``owner/repo file.gguf`` word pairs into one two-word reference
+    (docs/public-api.md, References).
 
     A word is a file name of the repository before it when it has no ``/`` and no ``:`` (a file
     in a sub-folder: write ``owner/repo/sub/file.gguf``, or quote the two words).

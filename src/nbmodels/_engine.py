@@ -1,4 +1,5 @@
-"""The engine: one daemon thread running its own asyncio loop (DESIGN §1).
+"""The engine: one daemon thread running its own asyncio loop (docs/public-api.md, "Where
+things run").
 
 Started lazily by the first download, closed at interpreter exit (running jobs keep their
 partial data and show as ``interrupted``). Jobs queue for a limited number of slots; each job

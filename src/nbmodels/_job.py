@@ -84,7 +84,7 @@ class _FileState:
 class Job:
     """One download. Returned at once by :func:`nbmodels.download`; thread-safe.
 
-    Attributes mirror DESIGN §2: ``id``, ``ref``, ``status``, ``done``, ``progress``, ``files``,
+    Attributes (docs/public-api.md): ``id``, ``ref``, ``status``, ``done``, ``progress``, ``files``,
     ``path``, ``paths``, ``error``, ``started_at``, ``completed_at``.
     """
 

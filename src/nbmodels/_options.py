@@ -1,4 +1,4 @@
-"""The download options, shared by the API, the magic and the CLI (DESIGN §2)."""
+"""The download options, shared by the API, the magic and the CLI (docs/public-api.md)."""
 
 from __future__ import annotations
 

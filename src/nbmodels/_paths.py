@@ -1,4 +1,4 @@
-"""Turning untrusted names into paths (DESIGN §5 point 4).
+"""Turning untrusted names into paths (docs/download-contract.md, rule 4).
 
 Every name that came from a server or a user (URL path segments, repo file paths,
 ``Content-Disposition``, commit hashes) passes through here before it touches the filesystem.

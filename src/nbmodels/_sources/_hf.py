@@ -1,4 +1,4 @@
-"""Hugging Face references -> plans (DESIGN §3, §4).
+"""Hugging Face references -> plans (docs/public-api.md, References; docs/storage.md).
 
 Resolution order for a reference:
 

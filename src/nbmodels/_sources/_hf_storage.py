@@ -1,4 +1,4 @@
-"""Where Hub files live on disk, exactly as huggingface_hub lays them out (DESIGN §4, HUB.md).
+"""Where Hub files live on disk, exactly as huggingface_hub lays them out (docs/storage.md).
 
 Cache mode (the default)::
 

@@ -4,8 +4,8 @@ paths-info — over our own httpx2 client.
 Why not ``HfApi``: huggingface_hub follows a tree listing's ``Link: rel="next"`` with the same
 headers wherever it points, so a hostile or misconfigured endpoint could collect the token from
 another origin. Here every request (first page or next) carries the credential only when its
-origin is the endpoint's (DESIGN §5 point 5). Token lookup and the cache layout still come from
-huggingface_hub.
+origin is the endpoint's (docs/download-contract.md, rule 5). Token lookup and the cache layout
+still come from huggingface_hub.
 
 Every value from the server is validated before it is used: commit hashes are 40 hex digits,
 paths are safe relative paths, sizes are non-negative integers, digests are hex.

@@ -1,4 +1,4 @@
-"""Fetch one file to its final path, resumably and verified (DESIGN §5).
+"""Fetch one file to its final path, resumably and verified (docs/download-contract.md).
 
 A :class:`FileSpec` says what to fetch and where it goes; :class:`FileTransfer` owns the partial
 file and its state and runs *workers*, each a connection streaming one part (a byte range) and

@@ -1,5 +1,5 @@
 """HTTP for transfers: one client, manual redirects with origin-bound credentials, status
-classification, Retry-After and backoff (DESIGN §5 points 5, 6, 7).
+classification, Retry-After and backoff (docs/download-contract.md, rules 5, 6 and 7).
 
 httpx2 exceptions are translated here and nowhere else.
 """

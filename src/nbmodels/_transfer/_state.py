@@ -1,4 +1,4 @@
-"""The partial file and its state file, beside the target (DESIGN §4).
+"""The partial file and its state file, beside the target (docs/storage.md).
 
 ``<dir>/.<name>.nbmodels.part`` holds the bytes; ``<dir>/.<name>.nbmodels.json`` records what
 they are (the remote validator and size) and which ranges are on disk. The state is written

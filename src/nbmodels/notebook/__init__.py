@@ -1,7 +1,7 @@
 """The notebook layer: ``%load_ext nbmodels``, the ``%model_download`` magic, the job widget and
 the panel (anywidget; the ESM and CSS ship in ``static/``), and the text fallback.
 
-This is the only package that imports IPython, anywidget and traitlets (DESIGN §1); the core
+This is the only package that imports IPython, anywidget and traitlets (docs/notebook.md); the core
 reaches it lazily through :func:`auto_display` and :func:`job_mimebundle`.
 """
 

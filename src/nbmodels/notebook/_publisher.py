@@ -1,4 +1,4 @@
-"""The one publisher thread that pushes widget state to the front end (DESIGN §6).
+"""The one publisher thread that pushes widget state to the front end (docs/notebook.md).
 
 Engine threads never touch a widget: their subscriber callbacks only store the latest snapshot
 in the widget (a :class:`Feed`) and :meth:`Publisher.notify` this thread. The thread then pushes

@@ -2,7 +2,7 @@
 a full snapshot (never a delta), so every view — a second output, a re-opened tab — draws the
 current truth.
 
-Threads (DESIGN §6, BROWSER.md):
+Threads (docs/notebook.md):
 
 - engine thread: subscriber callbacks only store the latest snapshot and notify the publisher;
 - publisher thread (:mod:`._publisher`): sets ``state`` at most 4 times a second per widget;
@@ -141,7 +141,7 @@ class _StateWidget(anywidget.AnyWidget):
 
     def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # Deliberately not named ``_handle_custom_msg``: that would replace an ipywidgets
-        # internal and swallow every message (BROWSER.md).
+        # internal and swallow every message (docs/browser-tests.md).
         if not isinstance(content, dict):
             return
         with widget_handler():
