@@ -566,6 +566,7 @@ def test_kernel_without_widget_libraries_shows_text_and_no_warning(
             f"path = %model_download {a} --dir {out}",
             f"import nbmodels\njob = nbmodels.download({b!r}, dir={str(out)!r})\njob.wait()\njob",
             "%model_panel",
+            "try:\n    nbmodels.panel()\nexcept ImportError as exc:\n    print(exc)",
             "import sys\n"
             "print('loaded:', sorted(m for m in ('anywidget', 'ipywidgets', 'tqdm',"
             " 'huggingface_hub.utils.tqdm') if sys.modules.get(m) is not None))",
@@ -586,5 +587,9 @@ def test_kernel_without_widget_libraries_shows_text_and_no_warning(
     (job_out,) = nb.cells[2].outputs
     assert job_out["data"]["text/plain"].startswith("b.bin — completed · 300.0 kB / 300.0 kB")
     assert "a.bin — completed" in "".join(o["text"] for o in nb.cells[3].outputs)
-    assert nb.cells[4].outputs[0]["text"] == "loaded: []\n"
+    panel = nb.cells[4].outputs[0]["text"]
+    assert panel.startswith("nbmodels.panel() needs anywidget, which cannot be imported here")
+    assert panel.endswith("`pip install anywidget` (or reinstall nbmodels); meanwhile "
+                          "%model_panel lists the jobs as text.\n")
+    assert nb.cells[5].outputs[0]["text"] == "loaded: []\n"
     assert (out / "a.bin").read_bytes() == payload(SIZE, seed=len("a.bin"))

@@ -98,7 +98,14 @@ def panel() -> PanelWidget:
     the panel again and again never adds another history poll.
     """
     global _panel
-    from ._widget import PanelWidget
+    try:
+        from ._widget import PanelWidget
+    except ImportError as exc:  # anywidget is a dependency, but may be missing or broken here
+        raise ImportError(
+            f"nbmodels.panel() needs anywidget, which cannot be imported here ({exc}). "
+            "Install it with `pip install anywidget` (or reinstall nbmodels); meanwhile "
+            "%model_panel lists the jobs as text."
+        ) from exc
 
     with _lock:
         if _panel is None or _panel.comm is None:
