@@ -21,6 +21,7 @@ from ._options import Options
 from ._progress import FileProgress, JobSnapshot, Progress, Subscriber, format_progress
 from .errors import (
     AccessError,
+    ArchiveError,
     CanceledError,
     InsufficientSpaceError,
     IntegrityError,
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessError",
+    "ArchiveError",
     "CanceledError",
     "FileProgress",
     "InsufficientSpaceError",
