@@ -27,7 +27,7 @@ import httpx2
 
 from ._aio import pick_error
 from ._config import Settings, env_flag, nbmodels_home
-from ._extract_job import unpack_job, unpacked_already
+from ._extract._job import unpack_job, unpacked_already
 from ._job import Job, _FileState
 from ._options import Options
 from ._paths import hidden_sibling

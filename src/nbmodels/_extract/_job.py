@@ -18,15 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._aio import run_blocking
-from ._extract import archive_format, default_dest, extract_archive, extracted_from, not_an_archive
-from ._options import Options
-from ._sources import Plan, PlannedFile
-from ._sources._hf_storage import hf_cache_dir
-from .errors import ArchiveError
+from .._aio import run_blocking
+from .._options import Options
+from .._sources import Plan, PlannedFile
+from .._sources._hf_storage import hf_cache_dir
+from ..errors import ArchiveError
+from . import archive_format, default_dest, extract_archive, extracted_from, not_an_archive
 
 if TYPE_CHECKING:
-    from ._job import Job, _FileState
+    from .._job import Job, _FileState
 
 __all__ = ["extract_dest", "unpack_job", "unpacked_already"]
 

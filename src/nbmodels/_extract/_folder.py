@@ -1,48 +1,5 @@
-"""Unpacking a downloaded archive (``extract=True``), safely and atomically.
-
-:func:`extract_archive` unpacks a ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2`` or
-``.tar.xz`` (told from its first bytes, not its name) into a folder beside it, named after it
-without its archive suffixes (``model.tar.gz`` -> ``model/``).
-
-**Atomic.** Members go into a hidden folder in the same directory (``.<name>.<pid>.<random>
-.extracting``); each file is fsynced, then the folders, then the folder is renamed into place.
-A failure at any point — an unsafe member, a limit, a full disk, a stop request — removes that
-hidden folder: no half folder is ever visible and the archive is never touched. Hidden folders
-left by a killed process are removed by the next extraction to the same place.
-
-**Existing folder.** A folder unpacked earlier from the same archive (the marker file
-``.nbmodels-extracted.json`` inside it records the archive's name, size, mtime and, when known,
-sha256 and origin) is kept as it is: no work, so re-running a finished download costs nothing.
-Any other existing folder (or file) is an :class:`~nbmodels.errors.ArchiveError` unless
-``force=True``, which swaps the new folder in atomically (``renameat2(RENAME_EXCHANGE)`` where
-the system has it; else a rename aside and back on failure) and then deletes the old one.
-
-**Safe by construction** (:mod:`nbmodels._extract_members` enforces each; tarfile's ``data``
-filter is consulted as a second opinion only: on Python 3.11.7 it bounds no size or count, does
-not apply to zip, and has known escapes through long link chains fixed only in 3.11.13):
-
-- names: no absolute paths, no ``..`` component, no drive letter; a zip's ``\\`` is a
-  separator, a tar name with one is refused; no control characters; at most
-  ``max_path_bytes`` per name and 255 bytes per component; ``.`` components are dropped.
-- links: symbolic links are kept only when their target is relative and resolves inside the
-  folder — checked as written, then through the archive's own links (at most 40 hops; a loop
-  is refused), then on disk once made. They are made after every other member, so nothing is
-  ever written through one. A hard link must name a regular file unpacked before it (made as a
-  hard link, or a copy where the file system has none).
-- types: device files, fifos, sockets and unknown member types are refused; encrypted zip
-  members and zip compression methods other than stored / deflate (whose decompression
-  zipfile does not bound) too.
-- permissions: files ``0o644``, or ``0o755`` when the owner could execute; folders ``0o755``
-  (less what the umask removes). Never setuid, setgid or sticky; owners are never changed.
-- duplicates: a folder listed twice is one folder; any other name listed twice (or a member
-  under a file or link) is refused rather than guessed at.
-- sizes: a bounded member count, total size (``max_total_bytes`` and the free space less a
-  margin) and zip compression ratio, checked from the headers before anything is written (zip:
-  the central directory; plain tar: every header, by seeking; a compressed tar is checked
-  header by header as they arrive, since reading them all first would decompress it twice) and
-  again on the bytes actually written, since headers can lie. A single tar header may not ask
-  for more than 16 MiB (a forged pax header), an xz stream for more than 512 MiB of memory.
-"""
+"""The folder: where it goes, the marker that says which archive made it, and its atomic
+publish (a hidden folder renamed into place; with ``force``, swapped in)."""
 
 from __future__ import annotations
 
@@ -52,33 +9,24 @@ import errno
 import functools
 import json
 import logging
-import lzma
 import os
 import shutil
 import sys
-import tarfile
 import threading
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._extract_members import MARKER, ExtractLimits, Format, Totals, open_stream, shown, unpack
-from ._paths import hidden_sibling
-from .errors import ArchiveError, InsufficientSpaceError
+from .._paths import hidden_sibling
+from ..errors import ArchiveError, InsufficientSpaceError
+from ._detect import archive_format, not_an_archive
+from ._names import MARKER, ExtractLimits, Format, Totals, shown
+from ._read import unpack
+from ._write import fsync_dir
 
-__all__ = [
-    "MARKER",
-    "ExtractLimits",
-    "archive_format",
-    "default_dest",
-    "extract_archive",
-    "extracted_from",
-    "not_an_archive",
-    "read_marker",
-]
+__all__ = ["default_dest", "extract_archive", "extracted_from", "read_marker"]
 
 #: Name endings taken off to name the folder (longest first).
 ARCHIVE_SUFFIXES = (
@@ -97,15 +45,6 @@ log = logging.getLogger("nbmodels")
 _TEMP = ".extracting"
 _OLD = ".replaced"
 _MARKER_MAX = 64 * 1024
-_KNOWN_NOT_ARCHIVES = (
-    (b"\x1f\x8b", "gzip data that is not a tar archive"),
-    (b"BZh", "bzip2 data that is not a tar archive"),
-    (b"\xfd7zXZ\x00", "xz data that is not a tar archive"),
-    (b"\x28\xb5\x2f\xfd", "a zstd stream"),
-    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"Rar!", "a RAR archive"),
-    (b"GGUF", "a GGUF model file"),
-)
 
 
 def default_dest(archive: Path) -> Path:
@@ -117,59 +56,6 @@ def default_dest(archive: Path) -> Path:
             return archive.with_name(name[: -len(suffix)])
     stem = Path(name).stem
     return archive.with_name(stem if stem and stem != name else f"{name}.d")
-
-
-# -- format detection ---------------------------------------------------------------------------
-
-
-def archive_format(path: Path) -> Format | None:
-    """The archive format of ``path`` from its content (None: nothing nbmodels unpacks)."""
-    with path.open("rb") as f:
-        head = f.read(512)
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return "zip"
-    compressed: dict[bytes, Format] = {
-        b"\x1f\x8b": "tar.gz",
-        b"BZh": "tar.bz2",
-        b"\xfd7zXZ\x00": "tar.xz",
-    }
-    for magic, fmt in compressed.items():
-        if head.startswith(magic):
-            return fmt if _is_tar_header(_first_block(path, fmt)) else None
-    return "tar" if _is_tar_header(head) else None
-
-
-def _first_block(path: Path, fmt: Format) -> bytes:
-    """The first 512 decompressed bytes (empty when the stream cannot be read)."""
-    try:
-        with open_stream(path, fmt) as f:
-            return f.read(512)
-    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error):
-        return b""
-
-
-def _is_tar_header(block: bytes) -> bool:
-    if len(block) < 512:
-        return False
-    try:
-        tarfile.TarInfo.frombuf(block[:512], "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
-
-
-def not_an_archive(archive: Path) -> ArchiveError:
-    """The error for content that is no archive nbmodels unpacks (says what it is instead)."""
-    with archive.open("rb") as f:
-        head = f.read(16)
-    what = next((text for magic, text in _KNOWN_NOT_ARCHIVES if head.startswith(magic)), None)
-    if what is None:
-        what = f"content starting with {head[:8].hex(' ')}" if head else "an empty file"
-    return ArchiveError(
-        f"{shown(archive.name)} is not an archive nbmodels can unpack: it holds {what}. "
-        "Supported: .zip, .tar, .tar.gz (.tgz), .tar.bz2, .tar.xz.",
-        hint="Download it without extract.",
-    )
 
 
 # -- the marker ---------------------------------------------------------------------------------
@@ -291,7 +177,7 @@ def extract_archive(
             totals = unpack(archive, fmt, tmp, limits=limits, free=free, stop=stop)
             _write_marker(tmp, source, fmt, totals)
             tmp.chmod(0o755)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             _publish(tmp, dest, source, force=force)
     finally:
         _remove(tmp, quiet=True)
@@ -342,14 +228,14 @@ def _publish(tmp: Path, dest: Path, source: _Origin, *, force: bool) -> None:
     except FileExistsError:
         placed = False
     if placed:
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return
     if not force:
         if source.matches(read_marker(dest)):
             return  # another process unpacked the same archive meanwhile
         raise _taken(dest)
     if _renameat2(tmp, dest, _RENAME_EXCHANGE):  # tmp now holds the old folder: removed later
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return
     old = dest.with_name(hidden_sibling(dest.name, f".{os.getpid()}.{uuid.uuid4().hex[:8]}{_OLD}"))
     dest.rename(old)
@@ -358,7 +244,7 @@ def _publish(tmp: Path, dest: Path, source: _Origin, *, force: bool) -> None:
     except BaseException:
         old.rename(dest)
         raise
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     _remove(old)
 
 
@@ -445,11 +331,3 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # someone else's process
     return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
