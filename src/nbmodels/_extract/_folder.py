@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import hidden_sibling
-from ..errors import ArchiveError, InsufficientSpaceError
+from ..errors import ArchiveError, CanceledError, InsufficientSpaceError
 from ._detect import archive_format, not_an_archive
 from ._names import MARKER, ExtractLimits, Format, Totals, shown
 from ._read import unpack
@@ -45,6 +46,8 @@ log = logging.getLogger("nbmodels")
 _TEMP = ".extracting"
 _OLD = ".replaced"
 _MARKER_MAX = 64 * 1024
+#: Seconds between two tries of the lock another process holds.
+_LOCK_POLL = 0.1
 
 
 def default_dest(archive: Path) -> Path:
@@ -162,11 +165,30 @@ def extract_archive(
     source = _Origin(archive.name, st.st_size, st.st_mtime_ns, sha256, origin)
     if not force and source.matches(read_marker(dest)):
         return dest
-    if os.path.lexists(dest) and not force:
-        raise _taken(dest)
-    fmt = archive_format(archive)
-    if fmt is None:
-        raise not_an_archive(archive)
+    with _exclusive(archive, stop):  # another process unpacking it: wait, then maybe no work
+        if not force and source.matches(read_marker(dest)):
+            return dest
+        if os.path.lexists(dest) and not force:
+            raise _taken(dest)
+        fmt = archive_format(archive)
+        if fmt is None:
+            raise not_an_archive(archive)
+        _unpack_into(archive, fmt, dest, source, limits=limits, force=force, stop=stop)
+    return dest
+
+
+def _unpack_into(
+    archive: Path,
+    fmt: Format,
+    dest: Path,
+    source: _Origin,
+    *,
+    limits: ExtractLimits,
+    force: bool,
+    stop: threading.Event | None,
+) -> None:
+    """Unpack into a hidden folder beside ``dest``, then publish it; on any failure the hidden
+    folder goes."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _sweep(dest)
     tmp = dest.with_name(hidden_sibling(dest.name, f".{os.getpid()}.{uuid.uuid4().hex[:8]}{_TEMP}"))
@@ -181,7 +203,36 @@ def extract_archive(
             _publish(tmp, dest, source, force=force)
     finally:
         _remove(tmp, quiet=True)
-    return dest
+
+
+@contextlib.contextmanager
+def _exclusive(archive: Path, stop: threading.Event | None) -> Iterator[None]:
+    """Hold an advisory lock on the archive file while unpacking it, so that two processes
+    (a kernel and a server) do not both do the work; a stop request ends the wait. Only an
+    optimisation: where locks do nothing, both unpack and the second finds the first's folder
+    (see :func:`_publish`)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    fd = os.open(archive, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stop is not None and stop.wait(_LOCK_POLL):
+                    raise CanceledError(
+                        f"Unpacking {shown(archive.name)} was stopped while it waited for "
+                        "another unpacking of it; nothing was left behind."
+                    ) from None
+                if stop is None:
+                    time.sleep(_LOCK_POLL)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _taken(dest: Path) -> ArchiveError:

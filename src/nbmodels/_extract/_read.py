@@ -13,7 +13,7 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -35,7 +35,7 @@ from ._names import (
     refuse,
     shown,
 )
-from ._write import Budget, Writer
+from ._write import Budget, Opener, Writer
 
 __all__ = ["open_stream", "unpack"]
 
@@ -126,9 +126,6 @@ def open_stream(path: Path, fmt: Format) -> Stream:
     if fmt == "tar.xz":
         return _open_xz(path)
     return path.open("rb")
-
-
-Opener = Callable[[], IO[bytes]]
 
 
 def _zip_members(
