@@ -25,6 +25,7 @@ import pytest
 
 from nbmodels import ArchiveError, CanceledError, InsufficientSpaceError
 from nbmodels._extract import MARKER, ExtractLimits, default_dest, extract_archive, read_marker
+from nbmodels._extract._write import resolves_inside
 from tests.conftest import payload
 
 TarEntry = tuple[tarfile.TarInfo, bytes | None]
@@ -245,6 +246,29 @@ def test_a_folder_listed_twice_is_one_folder(tmp_path: Path) -> None:
         ],
     )
     assert listing(extract_archive(archive)) == {"a": "/", "a/x": b"1"}
+
+
+@pytest.mark.parametrize(
+    ("name", "links", "inside"),
+    [
+        ("a", {}, True),
+        ("a/../b", {}, True),
+        ("../a", {}, False),
+        ("l/x", {"l": "sub"}, True),
+        ("l", {"l": "../out"}, False),
+        ("a", {"a": "c/../x", "c": "."}, False),  # ./../x: lexically "x", really "../x"
+        ("a/y", {"a": "c/../..", "c": "."}, False),  # c/.. is the folder's parent
+        ("a", {"a": "c/../x", "c": "d/e"}, True),  # d/e/../x = d/x
+        ("a", {"a": "b", "b": "a"}, False),  # a loop
+        ("x/a", {"x": "y", "y": "z/w", "z/w/a": "../../../q"}, False),
+        ("d/l", {"d/l": "../../e"}, False),
+        ("d/l", {"d/l": "../e"}, True),
+    ],
+)
+def test_links_are_resolved_through_the_archives_own_links(
+    name: str, links: dict[str, str], inside: bool
+) -> None:
+    assert resolves_inside(name, links) is inside
 
 
 # -- hostile archives ----------------------------------------------------------------------------

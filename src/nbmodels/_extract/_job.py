@@ -82,6 +82,7 @@ async def unpack_job(job: Job, plan: Plan, skipped: set[Path]) -> Path:
         if job.options.remove_archive:
             await asyncio.to_thread(f.path.unlink, missing_ok=True)
             paths = [folder if p == f.path else p for p in paths]
+            state.path = folder
         if f.path == plan.primary:
             primary = folder
     if not found:

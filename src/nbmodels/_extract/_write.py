@@ -18,7 +18,7 @@ from .._progress import format_bytes
 from ..errors import ArchiveError, CanceledError, InsufficientSpaceError
 from ._names import CHUNK, DAMAGED, ExtractLimits, Kind, Member, damaged, refuse, shown
 
-__all__ = ["Budget", "Opener", "Writer", "fsync_dir"]
+__all__ = ["Budget", "Opener", "Writer", "fsync_dir", "resolves_inside"]
 
 Opener = Callable[[], IO[bytes]]
 #: Link hops followed when resolving a path through the archive's own links (as the kernel).
@@ -238,7 +238,7 @@ class Writer:
         disk) and flush every folder."""
         targets = {m.name: m.link for m in self.links}
         for m in self.links:
-            if not _resolves_inside(m.name, targets):
+            if not resolves_inside(m.name, targets):
                 raise refuse(
                     self.archive,
                     f"link {shown(m.raw)} resolves outside the folder (or through a loop)",
@@ -257,7 +257,7 @@ class Writer:
             fsync_dir(d)
 
 
-def _resolves_inside(name: str, links: dict[str, str]) -> bool:
+def resolves_inside(name: str, links: dict[str, str]) -> bool:
     """Does ``name`` resolve inside the folder, following the archive's own links? (Resolved
     from what the archive says, so no path-length limit of the file system can cut it short.)"""
     todo = deque(name.split("/"))
