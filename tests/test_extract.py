@@ -441,6 +441,20 @@ def test_free_space_is_checked_from_the_headers_first(tmp_path: Path) -> None:
     only_the_archive(archive)
 
 
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_a_negative_size_cannot_offset_the_others(tmp_path: Path, mode: str) -> None:
+    ti = tarfile.TarInfo("minus")
+    ti.size = -(1 << 40)
+    header = ti.tobuf(format=tarfile.GNU_FORMAT)  # base-256 fields can be negative
+    honest = member("plus", b"x" * 2000)[0].tobuf(format=tarfile.GNU_FORMAT)
+    raw = header + honest + b"x" * 2000 + bytes(48) + bytes(1024)
+    archive = tmp_path / ("neg.tar" if mode == "w" else "neg.tar.gz")
+    archive.write_bytes(raw if mode == "w" else gzip.compress(raw))
+    with pytest.raises(ArchiveError, match="has a negative size"):
+        extract_archive(archive)
+    only_the_archive(archive)
+
+
 def test_a_header_that_promises_more_than_the_archive_holds_is_damage(tmp_path: Path) -> None:
     archive = _forged_tar_header(tmp_path / "short.tar", "f.bin", 5_000_000)
     with pytest.raises(ArchiveError, match="damaged"):

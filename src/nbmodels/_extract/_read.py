@@ -183,7 +183,7 @@ def _zip_member(info: zipfile.ZipInfo, archive: str, limits: ExtractLimits) -> M
         raise _special(archive, info.filename)
     try:
         mtime: float | None = time.mktime((*info.date_time, 0, 0, -1))
-    except (OverflowError, ValueError):
+    except (OverflowError, ValueError, OSError):
         mtime = None
     size = 0 if kind == "dir" else info.file_size
     return Member(
@@ -197,6 +197,8 @@ def _special(archive: str, raw: str) -> ArchiveError:
 
 def _tar_member(ti: tarfile.TarInfo, archive: str, limits: ExtractLimits) -> Member:
     name = clean_name(ti.name, archive, limits, is_zip=False)
+    if ti.size < 0:  # base-256 header fields can be negative: it would offset other sizes
+        raise refuse(archive, f"member {shown(ti.name)} has a negative size", member=ti.name)
     mtime = float(ti.mtime) if isinstance(ti.mtime, int | float) else None
     if ti.isreg():
         return Member(ti.name, name, "file", ti.size, None, bool(ti.mode & 0o100), mtime=mtime)

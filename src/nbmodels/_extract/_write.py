@@ -249,7 +249,7 @@ class Writer:
             (self.root / m.name).symlink_to(m.link)
         root = self.root.resolve()
         for m in self.links:
-            if not (self.root / m.name).resolve().is_relative_to(root):
+            if not _on_disk_inside(self.root / m.name, root):
                 raise refuse(
                     self.archive, f"link {shown(m.raw)} resolves outside the folder", member=m.raw
                 )
@@ -281,6 +281,14 @@ def resolves_inside(name: str, links: dict[str, str]) -> bool:
             done.pop()
             todo.extendleft(reversed(target.split("/")))
     return True
+
+
+def _on_disk_inside(path: Path, root: Path) -> bool:
+    """The same question asked of the file system, as a second opinion."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop, a path too long: not provably inside
+        return False
 
 
 def fsync_dir(path: Path) -> None:
