@@ -24,7 +24,14 @@ from pathlib import Path
 import pytest
 
 from nbmodels import ArchiveError, CanceledError, InsufficientSpaceError
-from nbmodels._extract import MARKER, ExtractLimits, default_dest, extract_archive, read_marker
+from nbmodels._extract import (
+    MARKER,
+    ExtractLimits,
+    _folder,
+    default_dest,
+    extract_archive,
+    read_marker,
+)
 from nbmodels._extract._write import resolves_inside
 from tests.conftest import payload
 
@@ -529,7 +536,18 @@ def test_a_rerun_on_the_same_archive_does_no_work(tmp_path: Path) -> None:
     assert (folder / "sentinel").exists()
 
 
-def test_an_existing_folder_is_replaced_only_with_force(tmp_path: Path) -> None:
+@pytest.fixture(params=["renameat2", "plain rename"])
+def renames(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of publishing: renameat2 (no-replace, exchange) and the plain-rename fallback
+    used where the system or file system has no renameat2."""
+    if request.param == "plain rename":
+        monkeypatch.setattr(_folder, "_libc_renameat2", lambda: None)
+    else:
+        assert _folder._libc_renameat2() is not None
+    return str(request.param)
+
+
+def test_an_existing_folder_is_replaced_only_with_force(tmp_path: Path, renames: str) -> None:
     archive = make_zip(tmp_path / "m.zip", list(FILES.items()))
     theirs = tmp_path / "m"
     theirs.mkdir()
@@ -544,7 +562,7 @@ def test_an_existing_folder_is_replaced_only_with_force(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.zip"]  # old one gone too
 
 
-def test_a_folder_from_another_archive_is_not_overwritten(tmp_path: Path) -> None:
+def test_a_folder_from_another_archive_is_not_overwritten(tmp_path: Path, renames: str) -> None:
     first = make_zip(tmp_path / "m.zip", [("v1.txt", b"1")])
     extract_archive(first)
     second = make_zip(tmp_path / "m2.zip", [("v2.txt", b"2")])
@@ -555,7 +573,7 @@ def test_a_folder_from_another_archive_is_not_overwritten(tmp_path: Path) -> Non
     assert listing(tmp_path / "m") == {"v2.txt": b"2"}
 
 
-def test_a_link_at_the_destination_is_never_followed(tmp_path: Path) -> None:
+def test_a_link_at_the_destination_is_never_followed(tmp_path: Path, renames: str) -> None:
     archive = make_zip(tmp_path / "dl" / "m.zip", [("x", b"1")])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -596,11 +614,13 @@ def test_leftovers_of_a_killed_process_are_swept(tmp_path: Path) -> None:
     (stale / "half").mkdir(parents=True)
     mine = tmp_path / f".m.{os.getpid()}.0123abcd.extracting"  # this process: may be working
     mine.mkdir()
+    other = tmp_path / f".m.{dead}.{os.getpid()}.0123abcd.extracting"  # folder "m.<dead>"'s
+    other.mkdir()
     extract_archive(archive)
-    assert not stale.exists() and mine.exists()
+    assert not stale.exists() and mine.exists() and other.exists()
 
 
-def test_two_threads_unpacking_one_archive_agree(tmp_path: Path) -> None:
+def test_two_threads_unpacking_one_archive_agree(tmp_path: Path, renames: str) -> None:
     archive = make_tar(
         tmp_path / "c.tar", [member(f"f{i}", payload(200_000, seed=i)) for i in range(20)]
     )

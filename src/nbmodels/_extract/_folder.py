@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import threading
@@ -45,6 +46,8 @@ log = logging.getLogger("nbmodels")
 
 _TEMP = ".extracting"
 _OLD = ".replaced"
+#: What follows ``.<name>.`` in the hidden folders of an unpacking: pid, random, role.
+_LEFTOVER = re.compile(r"(\d+)\.[0-9a-f]{8}\.(?:extracting|replaced)")
 _MARKER_MAX = 64 * 1024
 #: Seconds between two tries of the lock another process holds.
 _LOCK_POLL = 0.1
@@ -305,7 +308,12 @@ def _rename_noreplace(tmp: Path, dest: Path) -> bool:
         return True
     if os.path.lexists(dest):
         raise FileExistsError(errno.EEXIST, "exists", str(dest))
-    tmp.rename(dest)  # no renameat2 here: a narrow window in which an empty folder is replaced
+    try:
+        tmp.rename(dest)  # no renameat2 here: a narrow window in which an empty folder goes
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise FileExistsError(errno.EEXIST, "exists", str(dest)) from exc
+        raise
     return True
 
 
@@ -366,10 +374,11 @@ def _sweep(dest: Path) -> None:
         return
     for entry in entries:
         name = entry.name
-        if not name.startswith(prefix) or not name.endswith((_TEMP, _OLD)):
+        found = _LEFTOVER.fullmatch(name[len(prefix) :]) if name.startswith(prefix) else None
+        if found is None:  # not ours, or another folder's (".m.5.<pid>..." is not "m"'s)
             continue
-        pid = name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        pid = int(found[1])
+        if pid != os.getpid() and not _alive(pid):
             with contextlib.suppress(OSError):
                 _remove(entry)
 
