@@ -28,6 +28,7 @@ from nbmodels._extract import (
     MARKER,
     ExtractLimits,
     _folder,
+    _write,
     default_dest,
     extract_archive,
     read_marker,
@@ -536,14 +537,15 @@ def test_a_rerun_on_the_same_archive_does_no_work(tmp_path: Path) -> None:
     assert (folder / "sentinel").exists()
 
 
-@pytest.fixture(params=["renameat2", "plain rename"])
+@pytest.fixture(params=["linux calls", "portable fallbacks"])
 def renames(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways of publishing: renameat2 (no-replace, exchange) and the plain-rename fallback
-    used where the system or file system has no renameat2."""
-    if request.param == "plain rename":
+    """Both ways of publishing: renameat2 (no-replace, exchange) and syncfs, and the plain
+    renames and per-file fsyncs used where the system or file system has neither."""
+    if request.param == "portable fallbacks":
         monkeypatch.setattr(_folder, "_libc_renameat2", lambda: None)
+        monkeypatch.setattr(_write, "_libc_syncfs", lambda: None)
     else:
-        assert _folder._libc_renameat2() is not None
+        assert _folder._libc_renameat2() is not None and _write._libc_syncfs() is not None
     return str(request.param)
 
 
