@@ -5,7 +5,8 @@
 without its archive suffixes (``model.tar.gz`` -> ``model/``).
 
 **Atomic.** Members go into a hidden folder in the same directory (``.<name>.<pid>.<random>
-.extracting``); each file is fsynced, then the folders, then the folder is renamed into place.
+.extracting``); once everything is written it is flushed to disk (one ``syncfs``, else an
+fsync per file and folder) and renamed into place.
 A failure at any point — an unsafe member, a limit, a full disk, a stop request — removes that
 hidden folder: no half folder is ever visible and the archive is never touched. Hidden folders
 left by a killed process are removed by the next extraction to the same place.
@@ -17,9 +18,11 @@ Any other existing folder (or file) is an :class:`~nbmodels.errors.ArchiveError`
 ``force=True``, which swaps the new folder in atomically (``renameat2(RENAME_EXCHANGE)`` where
 the system has it; else a rename aside and back on failure) and then deletes the old one.
 
-**Safe by construction** (:mod:`nbmodels._extract_members` enforces each; tarfile's ``data``
-filter is consulted as a second opinion only: on Python 3.11.7 it bounds no size or count, does
-not apply to zip, and has known escapes through long link chains fixed only in 3.11.13):
+**Safe by construction** (``_names`` checks names and link targets, ``_read`` member types and
+header sizes, ``_write`` the budget, the tree of names and the links; tarfile's ``data`` filter
+is consulted as a second opinion only: it bounds no size or count, does not apply to zip, and
+on Python 3.11.7 it has known escapes through long link chains, CVE-2025-4517 and its siblings,
+fixed in later security releases):
 
 - names: no absolute paths, no ``..`` component, no drive letter; a zip's ``\\`` is a
   separator, a tar name with one is refused; no control characters; at most
@@ -40,8 +43,13 @@ not apply to zip, and has known escapes through long link chains fixed only in 3
   margin) and zip compression ratio, checked from the headers before anything is written (zip:
   the central directory; plain tar: every header, by seeking; a compressed tar is checked
   header by header as they arrive, since reading them all first would decompress it twice) and
-  again on the bytes actually written, since headers can lie. A single tar header may not ask
-  for more than 16 MiB (a forged pax header), an xz stream for more than 512 MiB of memory.
+  again on the bytes actually written, since headers can lie (no member yields more than it
+  declared; a negative tar size is refused). A single tar header may not ask for more than
+  16 MiB (a forged pax header), an xz stream for more than 512 MiB of memory.
+
+The layout: ``_names`` (pure rules), ``_read`` (streams, members, the headers-first driver),
+``_write`` (budget, tree, files, links), ``_detect`` (the format), ``_folder`` (marker, lock,
+atomic publish) and ``_job`` (the engine's step).
 """
 
 from __future__ import annotations
