@@ -31,6 +31,7 @@ from nbmodels._extract import (
     _write,
     default_dest,
     extract_archive,
+    is_archive_name,
     read_marker,
 )
 from nbmodels._extract._write import resolves_inside
@@ -165,6 +166,8 @@ def test_the_format_comes_from_the_content_not_the_name(tmp_path: Path) -> None:
     bare = make_zip(tmp_path / "bundle", [("y.txt", b"y")])
     assert extract_archive(bare) == tmp_path / "bundle.d"
     assert default_dest(Path("/m/Model.TAR.XZ")) == Path("/m/Model")
+    assert is_archive_name("w.TGZ") and is_archive_name("a.tar.bz2")
+    assert not is_archive_name("model.gguf") and not is_archive_name(".zip")
 
 
 @pytest.mark.parametrize(

@@ -55,16 +55,25 @@ atomic publish) and ``_job`` (the engine's step).
 from __future__ import annotations
 
 from ._detect import archive_format, not_an_archive
-from ._folder import default_dest, extract_archive, extracted_from, read_marker
+from ._folder import (
+    ARCHIVE_SUFFIXES,
+    default_dest,
+    extract_archive,
+    extracted_from,
+    is_archive_name,
+    read_marker,
+)
 from ._names import MARKER, ExtractLimits
 
 __all__ = [
+    "ARCHIVE_SUFFIXES",
     "MARKER",
     "ExtractLimits",
     "archive_format",
     "default_dest",
     "extract_archive",
     "extracted_from",
+    "is_archive_name",
     "not_an_archive",
     "read_marker",
 ]

@@ -28,7 +28,14 @@ from ._names import MARKER, ExtractLimits, Format, Totals, shown
 from ._read import unpack
 from ._write import fsync_dir
 
-__all__ = ["default_dest", "extract_archive", "extracted_from", "read_marker"]
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "default_dest",
+    "extract_archive",
+    "extracted_from",
+    "is_archive_name",
+    "read_marker",
+]
 
 #: Name endings taken off to name the folder (longest first).
 ARCHIVE_SUFFIXES = (
@@ -51,6 +58,14 @@ _LEFTOVER = re.compile(r"(\d+)\.[0-9a-f]{8}\.(?:extracting|replaced)")
 _MARKER_MAX = 64 * 1024
 #: Seconds between two tries of the lock another process holds.
 _LOCK_POLL = 0.1
+
+
+def is_archive_name(name: str) -> bool:
+    """Does ``name`` end like an archive nbmodels unpacks? (For callers that must decide before
+    downloading, e.g. an API whose ``extract_after_download`` defaults to true; the content
+    still decides in the end.)"""
+    lower = name.lower()
+    return any(lower.endswith(s) and len(lower) > len(s) for s in ARCHIVE_SUFFIXES)
 
 
 def default_dest(archive: Path) -> Path:
