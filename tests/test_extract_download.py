@@ -100,6 +100,22 @@ def test_extract_returns_the_folder_and_the_job_shows_extracting(
     assert record is not None and record["origin"].startswith("url:http://127.0.0.1:")
 
 
+def test_no_secret_of_a_signed_url_reaches_the_folder_or_the_error(
+    engine: _engine.Engine, server: FaultServer, out: Path
+) -> None:
+    server.add_file("model.zip", zip_bytes())
+    server.add_file("bomb.zip", bomb_bytes())
+    secret = "X-Amz-Signature=s3cr3t-token"
+    folder = nbmodels.download(server.url("model.zip", query=secret), dir=out, extract=True)
+    marker = (folder.wait(30) / MARKER).read_text()
+    assert "s3cr3t" not in marker and "model.zip" in marker
+    bomb = nbmodels.download(server.url("bomb.zip", query=secret), dir=out, extract=True)
+    with pytest.raises(ArchiveError) as err:
+        bomb.wait(30)
+    shown = [str(err.value), repr(bomb), str(bomb.to_dict()), str(bomb.snapshot().to_dict())]
+    assert not any("s3cr3t" in text for text in shown)
+
+
 def test_a_rerun_of_an_extracted_download_does_no_work(
     engine: _engine.Engine, server: FaultServer, out: Path
 ) -> None:
