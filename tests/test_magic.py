@@ -487,7 +487,7 @@ def test_flag_table_names_only_real_options() -> None:
 
     for flag in _cliopts.DOWNLOAD_FLAGS:
         assert flag.option in OPTION_NAMES
-        assert flag.names[0] == "--" + flag.option
+        assert flag.names[0] == "--" + flag.option.replace("_", "-")
 
 
 @pytest.mark.parametrize(

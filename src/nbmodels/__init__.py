@@ -21,6 +21,7 @@ from ._options import Options
 from ._progress import FileProgress, JobSnapshot, Progress, Subscriber, format_progress
 from .errors import (
     AccessError,
+    ArchiveError,
     CanceledError,
     InsufficientSpaceError,
     IntegrityError,
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessError",
+    "ArchiveError",
     "CanceledError",
     "FileProgress",
     "InsufficientSpaceError",
@@ -68,10 +70,12 @@ __all__ = [
 def download(ref: str, **options: Any) -> Job:
     """Start downloading ``ref`` in the background and return its :class:`Job` at once.
 
-    Options (docs/public-api.md): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``,
-    ``force``, ``connections``, ``token``, ``offline``, ``display``. Submitting a reference
-    whose job is still running returns that job; a finished file comes back
-    ``already_downloaded``.
+    Options (docs/public-api.md): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``, ``force``,
+    ``connections``, ``token``, ``offline``, ``display``; and ``extract`` (unpack a downloaded
+    ``.zip`` / ``.tar[.gz|.bz2|.xz]`` into a folder beside it, safely and atomically: the job's
+    ``path`` is then that folder; :class:`ArchiveError` when it cannot be) with
+    ``remove_archive`` (delete the archive once unpacked). Submitting a reference whose job is
+    still running returns that job; a finished file comes back ``already_downloaded``.
     """
     opts = Options.create(**options)
     job = get_engine().submit(ref, opts)

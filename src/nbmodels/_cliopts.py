@@ -85,6 +85,19 @@ DOWNLOAD_FLAGS: tuple[Flag, ...] = (
         "parallel connections per file (default: automatic)",
         "N",
     ),
+    Flag(
+        "extract",
+        ("--extract",),
+        "switch",
+        "unpack a downloaded .zip / .tar[.gz|.bz2|.xz] into a folder beside it (safely, "
+        "atomically); the path is then that folder",
+    ),
+    Flag(
+        "remove_archive",
+        ("--remove-archive",),
+        "switch",
+        "with --extract: delete the archive once it is unpacked",
+    ),
     Flag("offline", ("--offline",), "switch", "no network: use what is on disk or fail"),
 )
 

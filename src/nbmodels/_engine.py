@@ -28,6 +28,7 @@ import httpx2
 
 from ._aio import pick_error
 from ._config import Settings, env_flag, nbmodels_home
+from ._extract._job import unpack_job, unpacked_already
 from ._job import Job, _FileState
 from ._options import Options
 from ._paths import hidden_sibling
@@ -157,6 +158,12 @@ class Engine:
         """Start (or find) the job for ``ref``; returns at once."""
         ref = _clean_ref(ref)
         parsed = parse_ref(ref)  # RefError now, in the caller's thread, for bad syntax
+        if options.remove_archive and parsed.kind != "url" and options.dir is None:
+            raise ValueError(
+                "remove_archive cannot delete a file from the Hugging Face cache (other "
+                "snapshots may share its blob, and huggingface_hub would fetch it again): "
+                "download into a folder of your own with dir=, or keep the archive"
+            )
         key = _job_key(ref if parsed.kind == "url" else str(parsed), options)
         loop = self._ensure_started()
         with self._lock:
@@ -286,6 +293,7 @@ class Engine:
         async with self._slots:
             job._set_status("resolving")
             plan = await self._plan(job)
+            unpacked = await unpacked_already(plan, job.options)
             job._path = plan.primary
             job._paths = [f.path for f in plan.files]
             job._files = [
@@ -293,14 +301,16 @@ class Engine:
                     f.name,
                     f.path,
                     f.size,
-                    "already_downloaded" if f.present else "queued",
+                    "already_downloaded" if f.present or f.path in unpacked else "queued",
                     self.settings.stall_after,
                 )
                 for f in plan.files
             ]
             job._downloaded = sum(f.downloaded for f in job._files)
             todo = [
-                (f, state) for f, state in zip(plan.files, job._files, strict=True) if not f.present
+                (f, state)
+                for f, state in zip(plan.files, job._files, strict=True)
+                if not f.present and f.path not in unpacked
             ]
             if todo:
                 job._set_status("downloading")
@@ -323,13 +333,16 @@ class Engine:
                         await ticker
             if plan.finish is not None:
                 await asyncio.to_thread(plan.finish)
+            primary = plan.primary
+            if job.options.extract:
+                primary = await unpack_job(job, plan, unpacked)
             final = (
                 "completed"
                 if job._transferred or any(f.status == "completed" for f in job._files)
                 else "already_downloaded"
             )
             job._set_status(final)
-            job._future.set_result(plan.primary)
+            job._future.set_result(primary)
 
     async def _plan(self, job: Job) -> Plan:
         options = job.options
@@ -489,6 +502,8 @@ def _job_key(ref: str, options: Options) -> str:
             ",".join(options.exclude),
             options.sha256 or "",
             options.force,
+            options.extract,
+            options.remove_archive,
         )
     )
 

@@ -27,6 +27,8 @@ class Options:
     sha256: str | None = None
     force: bool = False
     connections: int | None = None
+    extract: bool = False
+    remove_archive: bool = False
     token: str | bool | None = field(default=None, repr=False)
     offline: bool = False
     display: bool | None = None
@@ -46,7 +48,13 @@ class Options:
             if value is None and key not in ("token", "display"):
                 continue
             values[key] = _normalize(key, value)
-        return replace(opts, **values)
+        opts = replace(opts, **values)
+        if opts.remove_archive and not opts.extract:
+            raise ValueError(
+                "remove_archive=True deletes the archive once it is unpacked: "
+                "it needs extract=True (--extract) too"
+            )
+        return opts
 
     def record(self) -> dict[str, Any]:
         """A JSON-safe description for the registry: no secrets (only whether a token was set)."""
@@ -103,7 +111,7 @@ def _normalize(key: str, value: Any) -> Any:
                 f"got {str(value)[:80]!r}"
             )
         return digest
-    if key in ("force", "offline"):
+    if key in ("force", "offline", "extract", "remove_archive"):
         return bool(value)
     if key == "connections":
         if isinstance(value, bool) or not isinstance(value, int | str):

@@ -25,8 +25,9 @@ __all__ = [
     "format_speed",
 ]
 
-#: Statuses a job moves through; the last four are terminal.
-ACTIVE_STATUSES = ("queued", "resolving", "downloading", "paused", "verifying")
+#: Statuses a job moves through (``extracting``: unpacking an archive, with ``extract=True``);
+#: then one of the terminal ones.
+ACTIVE_STATUSES = ("queued", "resolving", "downloading", "paused", "verifying", "extracting")
 TERMINAL_STATUSES = ("completed", "already_downloaded", "failed", "canceled")
 #: Only :func:`nbmodels.history` shows this one: the process died while the job ran.
 INTERRUPTED = "interrupted"

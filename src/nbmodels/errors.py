@@ -12,6 +12,9 @@ Every error says what happened and what to do next. The tree::
     ├── InsufficientSpaceError   (also OSError)      not enough free disk space: needed vs available
     ├── NetworkError                                 gave up after retries: says what was tried
     ├── OfflineError                                 offline and the file is not on disk
+    ├── ArchiveError                                 an archive cannot be unpacked safely
+    │                                                (extract=True): unsafe or damaged member,
+    │                                                a limit passed, not an archive, folder taken
     └── CanceledError                                the job was canceled
 
 Third-party exceptions (httpx2, huggingface_hub, OSError) are translated at the one place where
@@ -25,6 +28,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AccessError",
+    "ArchiveError",
     "CanceledError",
     "InsufficientSpaceError",
     "IntegrityError",
@@ -127,3 +131,18 @@ class OfflineError(NbmodelsError):
 
 class CanceledError(NbmodelsError):
     """The job was canceled; its partial data was discarded."""
+
+
+class ArchiveError(NbmodelsError):
+    """A downloaded archive could not be unpacked safely (``extract=True``): a member with an
+    unsafe name, link or type, a damaged archive, a limit passed (size, member count,
+    compression ratio), content that is no archive, or a destination folder already taken.
+    Nothing was unpacked and the archive itself was kept.
+
+    ``member`` is the offending member's name, quoted and with control characters escaped,
+    when one member is to blame.
+    """
+
+    def __init__(self, message: str, *, member: str | None = None, hint: str | None = None) -> None:
+        self.member = member
+        super().__init__(message, hint=hint)

@@ -30,7 +30,7 @@ __all__ = [
     "status_label",
 ]
 
-_RUNNING = ("queued", "resolving", "downloading", "verifying")
+_RUNNING = ("queued", "resolving", "downloading", "verifying", "extracting")
 _RETRYABLE = ("failed", "canceled", INTERRUPTED)
 
 
