@@ -70,10 +70,10 @@ __all__ = [
 def download(ref: str, **options: Any) -> Job:
     """Start downloading ``ref`` in the background and return its :class:`Job` at once.
 
-    Options (docs/public-api.md): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``, ``force``,
-    ``connections``, ``token``, ``offline``, ``display``; and ``extract`` (unpack a downloaded
-    ``.zip`` / ``.tar[.gz|.bz2|.xz]`` into a folder beside it, safely and atomically: the job's
-    ``path`` is then that folder; :class:`ArchiveError` when it cannot be) with
+    Options (docs/public-api.md): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``,
+    ``force``, ``connections``, ``token``, ``offline``, ``display``; and ``extract`` (unpack a
+    downloaded ``.zip`` / ``.tar[.gz|.bz2|.xz]`` into a folder beside it, safely and atomically:
+    the job's ``path`` is then that folder; :class:`ArchiveError` when it cannot be) with
     ``remove_archive`` (delete the archive once unpacked). Submitting a reference whose job is
     still running returns that job; a finished file comes back ``already_downloaded``.
     """
