@@ -390,6 +390,8 @@ class Engine:
                 # rollback re-base the meters instead of counting as speed.
                 nonlocal first
                 delta = downloaded - state.downloaded
+                if delta > 0:
+                    state.retry = None  # bytes arrive again
                 state.downloaded = downloaded
                 state.total = total
                 job._downloaded += delta
@@ -405,6 +407,10 @@ class Engine:
                 state.status = status
                 job._publish()
 
+            def on_retry(reason: str, attempt: int, delay: float) -> None:
+                state.retrying(reason, attempt, delay)
+                job._publish()
+
             transfer = FileTransfer(
                 spec,
                 self._client,
@@ -412,6 +418,7 @@ class Engine:
                 connections=job.options.connections,
                 on_progress=on_progress,
                 on_status=on_status,
+                on_retry=on_retry,
             )
             state.status = "downloading"
             state.meter.reset(0)

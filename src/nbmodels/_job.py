@@ -26,6 +26,7 @@ from ._progress import (
     FileProgress,
     JobSnapshot,
     Progress,
+    Retry,
     SpeedMeter,
     SubscriberFn,
     format_progress,
@@ -50,6 +51,7 @@ class _FileState:
         "meter",
         "name",
         "path",
+        "retry",
         "status",
         "target",
         "total",
@@ -68,11 +70,22 @@ class _FileState:
         self.meter = SpeedMeter(stall_after=stall_after)
         self.touched = False
         self.target: Path | None = None
+        #: Waiting to try again: (reason, failed attempts, monotonic time of the next attempt).
+        self.retry: tuple[str, int, float] | None = None
+
+    def retrying(self, reason: str, attempt: int, delay: float) -> None:
+        self.retry = (reason, attempt, time.monotonic() + delay)
+
+    def _retry_notice(self) -> Retry | None:
+        if self.retry is None:
+            return None
+        reason, attempt, at = self.retry
+        return Retry(reason, attempt, max(0.0, at - time.monotonic()))
 
     def progress(self) -> FileProgress:
         downloading = self.status == "downloading"
         p = (
-            self.meter.snapshot(self.downloaded, self.total)
+            self.meter.snapshot(self.downloaded, self.total, self._retry_notice())
             if downloading
             else Progress(self.downloaded, self.total)
         )
@@ -344,7 +357,7 @@ class Job:
             else sum(t for t in totals if t is not None)
         )
         if self._status == "downloading":
-            progress = self._meter.snapshot(downloaded, total)
+            progress = self._meter.snapshot(downloaded, total, _waiting_retry(files))
         else:
             progress = Progress(downloaded, total)
         err = self._error
@@ -409,6 +422,15 @@ class Job:
             self._future.set_exception(
                 self._error or NbmodelsError(f"job {rec.id} ended as {rec.status}")
             )
+
+
+def _waiting_retry(files: tuple[FileProgress, ...]) -> Retry | None:
+    """The job's retry notice: when every downloading file waits to retry, the soonest."""
+    running = [f.progress.retry for f in files if f.status == "downloading"]
+    waiting = [r for r in running if r is not None]
+    if not running or len(waiting) < len(running):
+        return None
+    return min(waiting, key=lambda r: r.delay_seconds)
 
 
 def _safe_call(fn: SubscriberFn, snap: JobSnapshot) -> None:
