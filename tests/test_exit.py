@@ -1,8 +1,9 @@
 """Interrupt and interpreter exit while downloads run (issue 12, item 4): one line, no
 traceback, and the partial data with its state survives and resumes.
 
-Each case is a real process: the CLI sent SIGINT, ``python -c`` that starts a job and ends, and
-terminal IPython left with a ``-b`` job running. The interpreter shuts thread pools down before
+Each case is a real process: the CLI sent SIGINT, ``python -c`` that starts a job and ends,
+terminal IPython left with a ``-b`` job running, and a thread that downloads while (or after)
+the main thread ends. The interpreter shuts thread pools down before
 ``atexit`` runs, so an engine closed from ``atexit`` could no longer stop its transfers
 cleanly (``cannot schedule new futures after shutdown``).
 """
@@ -210,3 +211,59 @@ def test_a_paused_job_at_exit_is_kept_without_a_line(
     durable = _durable(out / "m.bin")
     assert durable > 0
     _resumes_from(slow, out / "m.bin", durable)
+
+
+THREAD_CHILD = """
+import threading, time, nbmodels
+
+started = threading.Event()
+
+def work(after_main: bool) -> None:
+    if after_main:
+        threading.main_thread().join()  # returns once the interpreter began to exit
+    try:
+        job = nbmodels.download({url!r}, dir={out!r})
+        while job.progress.downloaded_bytes < {sent} and not job.done:
+            time.sleep(0.02)
+        started.set()
+        print("PATH", job.wait(60), flush=True)
+    except nbmodels.NbmodelsError as exc:
+        print("ERROR", exc, flush=True)
+        started.set()
+
+threading.Thread(target=work, args=({after_main},)).start()  # not a daemon thread
+if not {after_main}:
+    started.wait(60)
+"""
+
+
+@pytest.mark.parametrize("after_main", [False, True], ids=["running", "starting-after-main"])
+def test_a_download_in_a_thread_when_the_main_thread_ends_stops_cleanly(
+    engine: _engine.Engine, slow: FaultServer, tmp_path: Path, after_main: bool
+) -> None:
+    """Thread pools stop when the main thread ends, before other threads are joined: a running
+    job stops as at exit; a job submitted after that is refused with a clear error."""
+    out = tmp_path / "out"
+    code = THREAD_CHILD.format(
+        url=slow.url("m.bin"), out=str(out), sent=SENT, after_main=after_main
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    if after_main:
+        assert proc.stderr == ""
+        assert proc.stdout.strip() == (
+            "ERROR Python is exiting (the main thread has ended), so no download can start. "
+            "Wait for downloads before the main thread ends, e.g. with job.wait()."
+        )
+        assert slow.requests_for("m.bin") == []
+    else:
+        assert EXIT_LINE.fullmatch(proc.stderr.strip()), proc.stderr
+        assert proc.stdout.startswith("ERROR The Python process stopped while this job ran")
+        _resumes_from(slow, out / "m.bin", _durable(out / "m.bin"))

@@ -9,6 +9,8 @@ Exit order matters: the interpreter first runs ``threading``'s exit hooks, among
 ``asyncio.to_thread`` uses, included), and only then ``atexit``. Stopping a job needs that
 executor (the transfer's last checkpoint and the hasher's stop run on it), so the engines are
 closed by a hook of the same stage that runs before the pools' (:func:`_close_engines_at_exit`).
+A job a non-daemon thread still waits for then ends as ``interrupted``, and a download started
+after that point is refused with a clear error (it could not run without the pools).
 
 Nothing here runs on the caller's event loop (a notebook kernel's loop stays free), and
 nest_asyncio is not needed: callers block on ``concurrent.futures.Future`` objects.
@@ -91,6 +93,11 @@ class Engine:
                 raise NbmodelsError("The nbmodels engine was closed; start a new Python process.")
             if self._loop is not None:
                 return self._loop
+            if _exiting.is_set():
+                raise NbmodelsError(
+                    "Python is exiting (the main thread has ended), so no download can start.",
+                    hint="Wait for downloads before the main thread ends, e.g. with job.wait().",
+                )
             ready = threading.Event()
             loop = asyncio.new_event_loop()
 
@@ -558,9 +565,12 @@ def _safe_options(data: dict[str, Any]) -> dict[str, Any]:
 
 #: Engines whose loop runs, closed at interpreter exit.
 _live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: Set once the exit hook ran: thread pools are about to stop, no engine may start.
+_exiting = threading.Event()
 
 
 def _close_engines_at_exit() -> None:
+    _exiting.set()
     for engine in list(_live_engines):
         engine.close_at_exit()
 
