@@ -22,7 +22,7 @@ import nbmodels
 from nbmodels import _engine
 from nbmodels._cli_progress import PlainView, file_text, job_text
 from nbmodels._config import Settings
-from nbmodels._progress import FileProgress, JobSnapshot, Progress, Retry, format_progress
+from nbmodels._progress import FileProgress, JobSnapshot, Progress, RetryNotice, format_progress
 from nbmodels.notebook._state import job_state, plain_text
 from nbmodels.notebook._text import progress_line
 from tests.conftest import FAST, payload
@@ -189,12 +189,13 @@ def test_a_server_that_starts_while_refused_is_downloaded_and_the_notice_clears(
 
 # -- every front end renders it with the shared formatter ----------------------------------------
 
-WAITING = Progress(0, None, retry=Retry("connection refused", 2, 3.2))
+WAITING = Progress(0, None, retry=RetryNotice("connection refused", 2, 3.2))
 
 
 def test_the_formatter_renders_the_retry_instead_of_speed() -> None:
+    assert nbmodels.RetryNotice is RetryNotice  # the type of a public field is public too
     assert format_progress(WAITING) == "0 B · retrying in 4 s: connection refused"
-    under_way = Progress(1_000_000, 4_000_000, stalled=True, retry=Retry("HTTP 503", 3, 0.0))
+    under_way = Progress(1_000_000, 4_000_000, stalled=True, retry=RetryNotice("HTTP 503", 3, 0.0))
     assert format_progress(under_way) == "1.0 MB / 4.0 MB · 25% · retrying: HTTP 503"
     assert format_progress(WAITING, status="failed") == "0 B"  # only a running transfer waits
     assert WAITING.to_dict()["retry"] == {
@@ -231,7 +232,7 @@ def test_cli_rows_and_plain_lines_show_each_retry() -> None:
     view = PlainView([job], out, clock=lambda: 0.0)  # type: ignore[list-item]
     view.update()
     view.update()  # the same notice: no new line
-    later = Progress(0, None, retry=Retry("connection refused", 3, 1.5))
+    later = Progress(0, None, retry=RetryNotice("connection refused", 3, 1.5))
     job.snap = dataclasses.replace(snap, files=(FileProgress("m.bin", "downloading", later),))
     view.update()  # the next retry: a line of its own
     assert [line for line in out.getvalue().splitlines() if line.startswith("  ")] == [

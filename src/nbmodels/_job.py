@@ -26,7 +26,7 @@ from ._progress import (
     FileProgress,
     JobSnapshot,
     Progress,
-    Retry,
+    RetryNotice,
     SpeedMeter,
     SubscriberFn,
     format_progress,
@@ -76,11 +76,11 @@ class _FileState:
     def retrying(self, reason: str, attempt: int, delay: float) -> None:
         self.retry = (reason, attempt, time.monotonic() + delay)
 
-    def _retry_notice(self) -> Retry | None:
+    def _retry_notice(self) -> RetryNotice | None:
         if self.retry is None:
             return None
         reason, attempt, at = self.retry
-        return Retry(reason, attempt, max(0.0, at - time.monotonic()))
+        return RetryNotice(reason, attempt, max(0.0, at - time.monotonic()))
 
     def progress(self) -> FileProgress:
         downloading = self.status == "downloading"
@@ -424,7 +424,7 @@ class Job:
             )
 
 
-def _waiting_retry(files: tuple[FileProgress, ...]) -> Retry | None:
+def _waiting_retry(files: tuple[FileProgress, ...]) -> RetryNotice | None:
     """The job's retry notice: when every downloading file waits to retry, the soonest."""
     running = [f.progress.retry for f in files if f.status == "downloading"]
     waiting = [r for r in running if r is not None]

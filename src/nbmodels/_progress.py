@@ -17,7 +17,7 @@ __all__ = [
     "FileProgress",
     "JobSnapshot",
     "Progress",
-    "Retry",
+    "RetryNotice",
     "SpeedMeter",
     "Subscriber",
     "format_bytes",
@@ -35,7 +35,7 @@ INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
-class Retry:
+class RetryNotice:
     """A transfer waiting to try again after a failed attempt ("retrying in 4 s: connection
     refused"). ``reason`` is short ("connection refused", "HTTP 503", "connection lost");
     ``attempt`` counts the failed attempts in a row; ``delay_seconds`` is the wait left at the
@@ -63,7 +63,7 @@ class Progress:
     bytes_per_second: float = 0.0
     eta_seconds: float | None = None
     stalled: bool = False
-    retry: Retry | None = None
+    retry: RetryNotice | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -211,7 +211,9 @@ class SpeedMeter:
     def stalled(self) -> bool:
         return self._clock() - self._last_change >= self.stall_after
 
-    def snapshot(self, downloaded: int, total: int | None, retry: Retry | None = None) -> Progress:
+    def snapshot(
+        self, downloaded: int, total: int | None, retry: RetryNotice | None = None
+    ) -> Progress:
         speed = self.rate()
         stalled = self.stalled()
         if stalled:
@@ -259,7 +261,7 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
-def format_retry(retry: Retry) -> str:
+def format_retry(retry: RetryNotice) -> str:
     """'retrying in 4 s: connection refused' ('retrying: ...' once the attempt is under way)."""
     if retry.delay_seconds > 0:
         return f"retrying in {math.ceil(retry.delay_seconds)} s: {retry.reason}"
@@ -303,10 +305,10 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> Progress:
     )
 
 
-def _retry_from_dict(data: Any) -> Retry | None:
+def _retry_from_dict(data: Any) -> RetryNotice | None:
     if not isinstance(data, Mapping):
         return None
-    return Retry(
+    return RetryNotice(
         reason=str(data.get("reason", "")),
         attempt=int(data.get("attempt") or 0),
         delay_seconds=float(data.get("delay_seconds") or 0.0),
