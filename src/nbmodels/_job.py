@@ -30,6 +30,7 @@ from ._progress import (
     SpeedMeter,
     SubscriberFn,
     format_progress,
+    group_retry,
 )
 from .errors import NbmodelsError
 
@@ -357,7 +358,8 @@ class Job:
             else sum(t for t in totals if t is not None)
         )
         if self._status == "downloading":
-            progress = self._meter.snapshot(downloaded, total, _waiting_retry(files))
+            running = [f.progress for f in files if f.status == "downloading"]
+            progress = self._meter.snapshot(downloaded, total, group_retry(running))
         else:
             progress = Progress(downloaded, total)
         err = self._error
@@ -422,15 +424,6 @@ class Job:
             self._future.set_exception(
                 self._error or NbmodelsError(f"job {rec.id} ended as {rec.status}")
             )
-
-
-def _waiting_retry(files: tuple[FileProgress, ...]) -> RetryNotice | None:
-    """The job's retry notice: when every downloading file waits to retry, the soonest."""
-    running = [f.progress.retry for f in files if f.status == "downloading"]
-    waiting = [r for r in running if r is not None]
-    if not running or len(waiting) < len(running):
-        return None
-    return min(waiting, key=lambda r: r.delay_seconds)
 
 
 def _safe_call(fn: SubscriberFn, snap: JobSnapshot) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ __all__ = [
     "format_progress",
     "format_retry",
     "format_speed",
+    "group_retry",
 ]
 
 #: Statuses a job moves through; the last four are terminal.
@@ -259,6 +260,15 @@ def format_duration(seconds: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def group_retry(running: Sequence[Progress]) -> RetryNotice | None:
+    """The notice of several running transfers (a job's files, several jobs): when every one
+    waits to retry, the soonest retry; None while any of them is moving."""
+    retries = [p.retry for p in running if p.retry is not None]
+    if not running or len(retries) < len(running):
+        return None
+    return min(retries, key=lambda r: r.delay_seconds)
 
 
 def format_retry(retry: RetryNotice) -> str:
