@@ -47,7 +47,7 @@ def slow(server: FaultServer) -> FaultServer:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
 
 
 def _sent(server: FaultServer) -> int:
