@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -116,6 +117,24 @@ def test_a_message_after_some_bytes_says_what_is_kept(
     assert str(info.value).endswith(
         "1.0 MB of 3.0 MB is kept: run the same download again to resume."
     )
+
+
+def test_a_server_that_goes_away_mid_download_is_given_up_sooner_and_keeps_the_data(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    server.add_file("m.bin", payload(3_000_000))
+    server.add_fault("m.bin", Fault.trickle(1_000_000))
+    job = nbmodels.download(server.url("m.bin"), dir=tmp_path / "out", connections=1)
+    wait_for(lambda: job.progress.downloaded_bytes >= 200_000, what="some bytes")
+    server.close()  # the port now refuses: the server went away
+    with pytest.raises(nbmodels.NetworkError) as info:
+        job.wait(60)
+    message = str(info.value)
+    assert message.startswith(f"Connection to {server.url('m.bin')} refused 3 times in a row;")
+    assert "; the server went away. " in message
+    assert re.search(r"[\d.]+ kB of 3\.0 MB is kept: run the same download again", message)
+    kept = sorted(p.name for p in (tmp_path / "out").glob(".m.bin.nbmodels.*"))
+    assert kept == [".m.bin.nbmodels.json", ".m.bin.nbmodels.part"]  # data and its state
 
 
 # -- the notice in the snapshots ----------------------------------------------------------------

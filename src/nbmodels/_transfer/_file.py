@@ -241,7 +241,9 @@ class FileTransfer:
         self._group: asyncio.TaskGroup | None = None
         self._controller: asyncio.Task[None] | None = None
         self._failures = 0
+        #: Refused connections in a row with no byte arriving in between (on any connection).
         self._refused = 0
+        self._refused_at = 0
         self._grow = True
         self._target = 1
         self._piece: int | None = None
@@ -626,7 +628,7 @@ class FileTransfer:
             except RetryableError as exc:
                 failure = exc
             self._failures = 0 if self.transferred > before else self._failures + 1
-            self._refused = self._refused + 1 if failure.refused else 0
+            self._count_refused(failure)
             if out_of_attempts(self._failures, self._refused, self.settings):
                 raise self._gave_up(failure) from failure
             others = [w for w in self._workers if w is not asyncio.current_task()]
@@ -639,6 +641,14 @@ class FileTransfer:
             delay = retry_delay(failure, self._refused or attempt, self.settings)
             self._on_retry(failure.short, attempt, delay)
             await asyncio.sleep(delay)
+
+    def _count_refused(self, failure: RetryableError) -> None:
+        if not failure.refused:
+            self._refused = 0
+            return
+        moved = self.transferred > self._refused_at
+        self._refused = 1 if moved else self._refused + 1
+        self._refused_at = self.transferred
 
     def _gave_up(self, failure: RetryableError) -> NetworkError:
         """The error after the last attempt: what failed, how often, and what is kept."""
