@@ -20,6 +20,7 @@ FAST = Settings(
     backoff_cap=0.2,
     retry_after_cap=5.0,
     max_attempts=4,
+    refused_backoff_base=0.05,
     checkpoint_interval=0.05,
     progress_interval=0.05,
     stall_after=0.5,

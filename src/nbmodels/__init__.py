@@ -18,7 +18,14 @@ from . import errors
 from ._engine import get_engine
 from ._job import Job
 from ._options import Options
-from ._progress import FileProgress, JobSnapshot, Progress, Subscriber, format_progress
+from ._progress import (
+    FileProgress,
+    JobSnapshot,
+    Progress,
+    RetryNotice,
+    Subscriber,
+    format_progress,
+)
 from .errors import (
     AccessError,
     ArchiveError,
@@ -54,6 +61,7 @@ __all__ = [
     "Progress",
     "RefError",
     "RepoNotFoundError",
+    "RetryNotice",
     "Subscriber",
     "__version__",
     "download",

@@ -6,7 +6,8 @@ fallback use.
 - :class:`BarView` (stdout is a terminal): a row per file — bar, bytes, percentage, speed,
   ETA — under a row per job, redrawn in place (ANSI cursor movement), at most a screenful.
 - :class:`PlainView` (a pipe, a file, CI logs): append-only lines — one whenever a job or a
-  file changes status, and one per downloading file every few seconds.
+  file changes status or a file starts waiting to retry, and one per downloading file every
+  few seconds.
 - :class:`QuietView` (``-q``): nothing.
 """
 
@@ -45,9 +46,11 @@ def file_text(f: FileProgress, *, label: bool = False) -> str:
 
 
 def job_text(snap: JobSnapshot) -> str:
-    """``REF · downloading · 1.2 GB / 4.5 GB · ...`` (just the status before sizes are known)."""
+    """``REF · downloading · 1.2 GB / 4.5 GB · ...`` (just the status before sizes are known,
+    unless it waits to retry)."""
     head = f"{snap.ref} · {status_label(snap.status)}"
-    if snap.progress.total_bytes is None and not snap.progress.downloaded_bytes:
+    p = snap.progress
+    if p.total_bytes is None and not p.downloaded_bytes and p.retry is None:
         return head
     return f"{head} · " + format_progress(snap.progress, status=snap.status)
 
@@ -106,7 +109,7 @@ class PlainView:
 
     def _on_snapshot(self, snap: JobSnapshot) -> None:
         """(Engine thread.) Keep the snapshot when a job or file status changed."""
-        statuses = (snap.status, *(f.status for f in snap.files))
+        statuses = (snap.status, *(_state(f) for f in snap.files))
         if self._seen.get(snap.job_id) != statuses:
             self._seen[snap.job_id] = statuses
             self._changes.append(snap)
@@ -115,10 +118,10 @@ class PlainView:
         lines: list[str] = []
         for f in snap.files:
             key = (snap.job_id, f.name)
-            changed = self._file_status.get(key) != f.status
+            changed = self._file_status.get(key) != _state(f)
             due = f.status == "downloading" and now - self._file_time.get(key, now) >= self.every
             if changed or due:
-                self._file_status[key] = f.status
+                self._file_status[key] = _state(f)
                 self._file_time[key] = now
                 lines.append(f"  {f.name}: {file_text(f, label=True)}")
         if self._job_status.get(snap.job_id) != snap.status:
@@ -141,6 +144,12 @@ class PlainView:
         for stop in self._stops:
             stop()
         self.update()
+
+
+def _state(f: FileProgress) -> str:
+    """A file's status, and which retry it waits for (each retry is worth a line)."""
+    retry = f.progress.retry
+    return f.status if retry is None else f"{f.status} retry {retry.attempt}"
 
 
 class BarView:

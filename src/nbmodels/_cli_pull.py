@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from . import _engine
 from ._cli import Io, Parser, new_parser
 from ._cli_progress import View, make_view
 from ._cliopts import add_download_arguments, add_frontend_arguments, group_refs
@@ -97,6 +98,7 @@ def run(ns: argparse.Namespace, io: Io) -> int:
         _wait(jobs, view)
     except KeyboardInterrupt:
         view.close()
+        _engine.shutdown()  # stop the jobs now (their state is saved), before saying so
         io.err.write(
             "\nnbmodels: interrupted; partial data is kept: run the same command to resume.\n"
         )

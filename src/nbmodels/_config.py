@@ -43,6 +43,11 @@ class Settings:
     max_attempts: int = 8
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    #: Consecutive refused connections (nothing listens at that address: a wrong port, a
+    #: server that is down) before giving up, and the base of their backoff: a few attempts
+    #: over a few seconds, where a dropped connection gets the whole budget above.
+    refused_attempts: int = 3
+    refused_backoff_base: float = 1.0
     #: Largest Retry-After we honour; longer asks wait this long.
     retry_after_cap: float = 60.0
     #: How often the partial file's state is made durable while bytes arrive.

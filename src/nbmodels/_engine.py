@@ -5,6 +5,14 @@ Started lazily by the first download, closed at interpreter exit (running jobs k
 partial data and show as ``interrupted``). Jobs queue for a limited number of slots; each job
 resolves its reference into a plan, fetches the files that are not on disk yet, and publishes.
 
+Exit order matters: the interpreter first runs ``threading``'s exit hooks, among them the one of
+``concurrent.futures`` that stops every thread pool (the loop's default executor, which
+``asyncio.to_thread`` uses, included), and only then ``atexit``. Stopping a job needs that
+executor (the transfer's last checkpoint and the hasher's stop run on it), so the engines are
+closed by a hook of the same stage that runs before the pools' (:func:`_close_engines_at_exit`).
+A job a non-daemon thread still waits for then ends as ``interrupted``, and a download started
+after that point is refused with a clear error (it could not run without the pools).
+
 Nothing here runs on the caller's event loop (a notebook kernel's loop stays free), and
 nest_asyncio is not needed: callers block on ``concurrent.futures.Future`` objects.
 """
@@ -14,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # registers its pools' exit hook before ours (see the docstring)
 import contextlib
 import dataclasses
 import logging
 import threading
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +42,7 @@ from ._extract._job import unpack_job, unpacked_already
 from ._job import Job, _FileState
 from ._options import Options
 from ._paths import hidden_sibling
-from ._progress import INTERRUPTED
+from ._progress import INTERRUPTED, format_bytes
 from ._redact import redact_text, redact_url
 from ._refs import parse_ref
 from ._registry import Registry
@@ -40,7 +50,7 @@ from ._sources import Plan, PlannedFile, SourceContext, plan_hf, plan_url
 from ._transfer import FileTransfer, PartialState, make_client
 from .errors import CanceledError, NbmodelsError, RefError
 
-__all__ = ["Engine", "get_engine", "set_engine"]
+__all__ = ["Engine", "get_engine", "set_engine", "shutdown"]
 
 log = logging.getLogger("nbmodels")
 T = TypeVar("T")
@@ -85,6 +95,11 @@ class Engine:
                 raise NbmodelsError("The nbmodels engine was closed; start a new Python process.")
             if self._loop is not None:
                 return self._loop
+            if _exiting.is_set():
+                raise NbmodelsError(
+                    "Python is exiting (the main thread has ended), so no download can start.",
+                    hint="Wait for downloads before the main thread ends, e.g. with job.wait().",
+                )
             ready = threading.Event()
             loop = asyncio.new_event_loop()
 
@@ -104,7 +119,7 @@ class Engine:
             self._thread.start()
             ready.wait()
             self._loop = loop
-            atexit.register(self.close)
+            _live_engines.add(self)
             return loop
 
     def close(self, timeout: float = 10.0) -> None:
@@ -114,7 +129,7 @@ class Engine:
                 return
             self._closed = True
             loop = self._loop
-        atexit.unregister(self.close)
+        _live_engines.discard(self)
         if loop is not None and self._thread is not None:
             fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
             with contextlib.suppress(Exception):
@@ -123,6 +138,16 @@ class Engine:
             self._thread.join(timeout)
         if self._registry is not None:
             self._registry.close()
+
+    def close_at_exit(self) -> None:
+        """:meth:`close`, then one warning line naming the downloads that were still running
+        (a paused one was stopped on purpose, so it is not named)."""
+        with self._lock:
+            running = [j for j in self._active.values() if not j.done and j.status != "paused"]
+        self.close()
+        stopped = [j for j in running if j.status == INTERRUPTED]
+        if stopped:
+            log.warning("%s", _exit_note(stopped))
 
     async def _shutdown(self) -> None:
         for job in list(self._active.values()):
@@ -249,6 +274,7 @@ class Engine:
                 await asyncio.wait({attempt})
                 job._attempt = None
                 if attempt.cancelled() or (job._stop is not None and not job.done):
+                    _report_stop_error(job, attempt)
                     stop = job._take_stop()
                     if stop == "pause":
                         job._set_status("paused")
@@ -385,6 +411,8 @@ class Engine:
                 # rollback re-base the meters instead of counting as speed.
                 nonlocal first
                 delta = downloaded - state.downloaded
+                if delta > 0:
+                    state.retry = None  # bytes arrive again
                 state.downloaded = downloaded
                 state.total = total
                 job._downloaded += delta
@@ -400,6 +428,10 @@ class Engine:
                 state.status = status
                 job._publish()
 
+            def on_retry(reason: str, attempt: int, delay: float) -> None:
+                state.retrying(reason, attempt, delay)
+                job._publish()
+
             transfer = FileTransfer(
                 spec,
                 self._client,
@@ -407,6 +439,7 @@ class Engine:
                 connections=job.options.connections,
                 on_progress=on_progress,
                 on_status=on_status,
+                on_retry=on_retry,
             )
             state.status = "downloading"
             state.meter.reset(0)
@@ -443,6 +476,34 @@ class Engine:
                 PartialState.discard(state.target)
             finally:
                 lock.release()
+
+
+def _report_stop_error(job: Job, attempt: asyncio.Task[None]) -> None:
+    """An attempt that was being stopped may still end with an error of its own: a download
+    error at the same moment is overtaken by the stop; anything else is a bug worth a log
+    record (and the task's outcome is retrieved either way)."""
+    exc = None if attempt.cancelled() else attempt.exception()
+    if exc is not None and not isinstance(exc, NbmodelsError):
+        log.error("nbmodels: unexpected error while stopping job %s", job.id, exc_info=exc)
+
+
+def _exit_note(jobs: list[Job]) -> str:
+    """The line printed when the process exits while downloads run."""
+    first = jobs[0]
+    p = first.progress
+    if len(jobs) > 1:
+        what = f"{len(jobs)} running downloads ({first.ref}, ...) were stopped"
+    elif p.downloaded_bytes and p.total_bytes:
+        got = f"{format_bytes(p.downloaded_bytes)} of {format_bytes(p.total_bytes)}"
+        what = f"{first.ref} was stopped at {got}"
+    elif p.downloaded_bytes:
+        what = f"{first.ref} was stopped at {format_bytes(p.downloaded_bytes)}"
+    else:
+        what = f"{first.ref} was stopped before any data arrived"
+    return (
+        f"nbmodels: Python is exiting: {what}; partial data is kept. "
+        "Download the same reference again to resume."
+    )
 
 
 def _lock_path(target: Path) -> Path:
@@ -518,6 +579,37 @@ def _safe_options(data: dict[str, Any]) -> dict[str, Any]:
 
 # -- the process-wide engine ----------------------------------------------------------------------
 
+#: Engines whose loop runs, closed at interpreter exit.
+_live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: Set once the exit hook ran: thread pools are about to stop, no engine may start.
+_exiting = threading.Event()
+
+
+def _close_engines_at_exit() -> None:
+    _exiting.set()
+    for engine in list(_live_engines):
+        engine.close_at_exit()
+
+
+def _register_exit_hook() -> None:
+    """Close the engines at the start of interpreter exit, while thread pools still work.
+
+    ``threading._register_atexit`` is the hook ``concurrent.futures`` itself uses; hooks run in
+    reverse order of registration, and ``concurrent.futures.thread`` was imported (and so
+    registered) before this module. Plain ``atexit`` is the fallback for a Python without that
+    hook (none of the supported ones)."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_close_engines_at_exit)
+            return
+        except RuntimeError:  # the interpreter is already exiting
+            pass
+    atexit.register(_close_engines_at_exit)
+
+
+_register_exit_hook()
+
 _default: Engine | None = None
 _default_lock = threading.Lock()
 
@@ -528,6 +620,16 @@ def get_engine() -> Engine:
         if _default is None or _default._closed:
             _default = Engine()
         return _default
+
+
+def shutdown() -> None:
+    """Close the process-wide engine now, if there is one: its running jobs stop as
+    ``interrupted`` and keep their partial data. For a front end that ends the process on
+    purpose (the CLI's Ctrl-C) and has said so itself, so the exit hook has nothing to add."""
+    with _default_lock:
+        engine = _default
+    if engine is not None:
+        engine.close()
 
 
 def set_engine(engine: Engine | None) -> Engine | None:

@@ -26,9 +26,11 @@ from ._progress import (
     FileProgress,
     JobSnapshot,
     Progress,
+    RetryNotice,
     SpeedMeter,
     SubscriberFn,
     format_progress,
+    group_retry,
 )
 from .errors import NbmodelsError
 
@@ -50,6 +52,7 @@ class _FileState:
         "meter",
         "name",
         "path",
+        "retry",
         "status",
         "target",
         "total",
@@ -68,11 +71,22 @@ class _FileState:
         self.meter = SpeedMeter(stall_after=stall_after)
         self.touched = False
         self.target: Path | None = None
+        #: Waiting to try again: (reason, failed attempts, monotonic time of the next attempt).
+        self.retry: tuple[str, int, float] | None = None
+
+    def retrying(self, reason: str, attempt: int, delay: float) -> None:
+        self.retry = (reason, attempt, time.monotonic() + delay)
+
+    def _retry_notice(self) -> RetryNotice | None:
+        if self.retry is None:
+            return None
+        reason, attempt, at = self.retry
+        return RetryNotice(reason, attempt, max(0.0, at - time.monotonic()))
 
     def progress(self) -> FileProgress:
         downloading = self.status == "downloading"
         p = (
-            self.meter.snapshot(self.downloaded, self.total)
+            self.meter.snapshot(self.downloaded, self.total, self._retry_notice())
             if downloading
             else Progress(self.downloaded, self.total)
         )
@@ -344,7 +358,8 @@ class Job:
             else sum(t for t in totals if t is not None)
         )
         if self._status == "downloading":
-            progress = self._meter.snapshot(downloaded, total)
+            running = [f.progress for f in files if f.status == "downloading"]
+            progress = self._meter.snapshot(downloaded, total, group_retry(running))
         else:
             progress = Progress(downloaded, total)
         err = self._error

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,12 +17,15 @@ __all__ = [
     "FileProgress",
     "JobSnapshot",
     "Progress",
+    "RetryNotice",
     "SpeedMeter",
     "Subscriber",
     "format_bytes",
     "format_duration",
     "format_progress",
+    "format_retry",
     "format_speed",
+    "group_retry",
 ]
 
 #: Statuses a job moves through (``extracting``: unpacking an archive, with ``extract=True``);
@@ -34,14 +37,35 @@ INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """A transfer waiting to try again after a failed attempt ("retrying in 4 s: connection
+    refused"). ``reason`` is short ("connection refused", "HTTP 503", "connection lost");
+    ``attempt`` counts the failed attempts in a row; ``delay_seconds`` is the wait left at the
+    snapshot's moment (0 once the next attempt is under way)."""
+
+    reason: str
+    attempt: int
+    delay_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "attempt": self.attempt,
+            "delay_seconds": round(self.delay_seconds, 1),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
-    """A moment of a transfer. ``total_bytes`` is None while the size is unknown."""
+    """A moment of a transfer. ``total_bytes`` is None while the size is unknown; ``retry`` is
+    set while the transfer waits to try again after a failure."""
 
     downloaded_bytes: int = 0
     total_bytes: int | None = None
     bytes_per_second: float = 0.0
     eta_seconds: float | None = None
     stalled: bool = False
+    retry: RetryNotice | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -60,6 +84,7 @@ class Progress:
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
             "fraction": self.fraction,
             "stalled": self.stalled,
+            "retry": None if self.retry is None else self.retry.to_dict(),
         }
 
 
@@ -188,7 +213,9 @@ class SpeedMeter:
     def stalled(self) -> bool:
         return self._clock() - self._last_change >= self.stall_after
 
-    def snapshot(self, downloaded: int, total: int | None) -> Progress:
+    def snapshot(
+        self, downloaded: int, total: int | None, retry: RetryNotice | None = None
+    ) -> Progress:
         speed = self.rate()
         stalled = self.stalled()
         if stalled:
@@ -202,6 +229,7 @@ class SpeedMeter:
             bytes_per_second=speed,
             eta_seconds=eta,
             stalled=stalled,
+            retry=retry,
         )
 
 
@@ -235,8 +263,26 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
+def group_retry(running: Sequence[Progress]) -> RetryNotice | None:
+    """The notice of several running transfers (a job's files, several jobs): when every one
+    waits to retry, the soonest retry; None while any of them is moving."""
+    retries = [p.retry for p in running if p.retry is not None]
+    if not running or len(retries) < len(running):
+        return None
+    return min(retries, key=lambda r: r.delay_seconds)
+
+
+def format_retry(retry: RetryNotice) -> str:
+    """'retrying in 4 s: connection refused' ('retrying: ...' once the attempt is under way)."""
+    if retry.delay_seconds > 0:
+        return f"retrying in {math.ceil(retry.delay_seconds)} s: {retry.reason}"
+    return f"retrying: {retry.reason}"
+
+
 def format_progress(progress: Progress, *, status: str = "downloading") -> str:
-    """'1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42' (parts that are unknown are left out)."""
+    """'1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42' (parts that are unknown are left out);
+    a transfer waiting to retry shows why instead of its speed: '0 B · retrying in 4 s:
+    connection refused'."""
     parts: list[str] = []
     if progress.total_bytes is not None:
         parts.append(
@@ -247,7 +293,9 @@ def format_progress(progress: Progress, *, status: str = "downloading") -> str:
     else:
         parts.append(format_bytes(progress.downloaded_bytes))
     if status == "downloading":
-        if progress.stalled:
+        if progress.retry is not None:
+            parts.append(format_retry(progress.retry))
+        elif progress.stalled:
             parts.append("stalled")
         else:
             parts.append(format_speed(progress.bytes_per_second))
@@ -264,4 +312,15 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> Progress:
         bytes_per_second=float(data.get("bytes_per_second") or 0.0),
         eta_seconds=None if data.get("eta_seconds") is None else float(data["eta_seconds"]),
         stalled=bool(data.get("stalled", False)),
+        retry=_retry_from_dict(data.get("retry")),
+    )
+
+
+def _retry_from_dict(data: Any) -> RetryNotice | None:
+    if not isinstance(data, Mapping):
+        return None
+    return RetryNotice(
+        reason=str(data.get("reason", "")),
+        attempt=int(data.get("attempt") or 0),
+        delay_seconds=float(data.get("delay_seconds") or 0.0),
     )

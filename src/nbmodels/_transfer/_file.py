@@ -45,9 +45,11 @@ from ._http import (
     USER_AGENT,
     Credential,
     RetryableError,
-    backoff_delay,
+    is_refused,
     open_stream,
+    out_of_attempts,
     parse_retry_after,
+    retry_delay,
 )
 from ._parts import Part, PartPlan
 from ._rawbody import RawConnection, RawHead, Unsupported, usable_for
@@ -95,6 +97,9 @@ class _Restart(Exception):
 
 ProgressFn = Callable[[int, int | None], None]
 StatusFn = Callable[[str], None]
+#: ``on_retry(reason, attempt, delay)``: the transfer waits ``delay`` seconds before trying
+#: again, after ``attempt`` failures in a row (the last one: ``reason``, a few words).
+RetryFn = Callable[[str, int, float], None]
 
 #: Below this size one connection does it all.
 SMALL_FILE = 16 << 20
@@ -194,7 +199,8 @@ class FileTransfer:
     """Download ``spec`` to ``spec.target``. Call :meth:`run` on the engine's loop.
 
     ``on_progress(downloaded, total)`` is called on every chunk (keep it cheap);
-    ``on_status(status)`` when the phase changes ("downloading", "verifying").
+    ``on_status(status)`` when the phase changes ("downloading", "verifying");
+    ``on_retry(reason, attempt, delay)`` before it waits to try again after a failure.
     ``connections`` caps the connections for this file (None: automatic).
     """
 
@@ -208,6 +214,7 @@ class FileTransfer:
         connections: int | None = None,
         on_progress: ProgressFn | None = None,
         on_status: StatusFn | None = None,
+        on_retry: RetryFn | None = None,
     ) -> None:
         self.spec = spec
         self.client = client
@@ -216,6 +223,7 @@ class FileTransfer:
         self.connections = connections
         self._on_progress = on_progress or (lambda _d, _t: None)
         self._on_status = on_status or (lambda _s: None)
+        self._on_retry = on_retry or (lambda _r, _a, _d: None)
         self.part_path, self.state_path = partial_paths(spec.target)
         self.state = PartialState(key=spec.key, size=spec.size)
         self.size: int | None = spec.size
@@ -233,6 +241,9 @@ class FileTransfer:
         self._group: asyncio.TaskGroup | None = None
         self._controller: asyncio.Task[None] | None = None
         self._failures = 0
+        #: Refused connections in a row with no byte arriving in between (on any connection).
+        self._refused = 0
+        self._refused_at = 0
         self._grow = True
         self._target = 1
         self._piece: int | None = None
@@ -440,8 +451,8 @@ class FileTransfer:
             if passes > 1 + restarts + self.settings.max_attempts:
                 raise NetworkError(
                     f"{redact_url(self.spec.url)} ended every connection before the file was "
-                    f"complete ({format_bytes(self.downloaded)} of {format_bytes(self.size or 0)})."
-                    " Re-run to resume."
+                    f"complete. {_kept(self.downloaded, self.size)}",
+                    hint=None if self.downloaded else "Try again later.",
                 )
             try:
                 await self._download_once()  # then the loop checks that nothing is missing
@@ -459,6 +470,7 @@ class FileTransfer:
         self._ranged = asyncio.Event()
         self._accepts_ranges = False
         self._failures = 0
+        self._refused = 0
         self._grow = True
         loop = asyncio.get_running_loop()
         helpers = [loop.create_task(self._report())]
@@ -616,21 +628,46 @@ class FileTransfer:
             except RetryableError as exc:
                 failure = exc
             self._failures = 0 if self.transferred > before else self._failures + 1
-            if self._failures >= self.settings.max_attempts:
-                raise NetworkError(
-                    f"Gave up on {redact_url(self.spec.url)} after {self._failures} attempts "
-                    f"without progress; last error: {failure.reason}. Re-run to resume from "
-                    f"{format_bytes(self.downloaded)}."
-                ) from failure
+            self._count_refused(failure)
+            if out_of_attempts(self._failures, self._refused, self.settings):
+                raise self._gave_up(failure) from failure
             others = [w for w in self._workers if w is not asyncio.current_task()]
             if others and self._accepts_ranges:
                 # Other connections carry on: this one leaves (fewer connections under
                 # pushback) and its unfinished range goes back to the pool.
                 self._grow = False
                 return False
-            await asyncio.sleep(
-                backoff_delay(self._failures or 1, self.settings, failure.retry_after)
+            attempt = max(1, self._failures)
+            delay = retry_delay(failure, self._refused or attempt, self.settings)
+            self._on_retry(failure.short, attempt, delay)
+            await asyncio.sleep(delay)
+
+    def _count_refused(self, failure: RetryableError) -> None:
+        if not failure.refused:
+            self._refused = 0
+            return
+        moved = self.transferred > self._refused_at
+        self._refused = 1 if moved else self._refused + 1
+        self._refused_at = self.transferred
+
+    def _gave_up(self, failure: RetryableError) -> NetworkError:
+        """The error after the last attempt: what failed, how often, and what is kept."""
+        kept = _kept(self.downloaded, self.size)
+        if failure.refused:
+            reason = f"{failure.reason[:1].upper()}{failure.reason[1:]}"
+            refused = f"{reason} {self._refused} times in a row"
+            if self.downloaded:
+                return NetworkError(f"{refused}; the server went away. {kept}")
+            return NetworkError(
+                f"{refused}; nothing is listening there. {kept}",
+                hint="Check the URL (host and port) and that the server is running, then try "
+                "again.",
             )
+        return NetworkError(
+            f"Gave up on {redact_url(self.spec.url)} after {self._failures} attempts without "
+            f"progress; last error: {failure.reason}. {kept}",
+            hint=None if self.downloaded else "Try again later.",
+        )
 
     async def _hash_loop(self) -> None:
         """Tell the hasher how far the contiguous written prefix reaches, as it grows."""
@@ -689,9 +726,7 @@ class FileTransfer:
                 await self._fetch_httpx(part, conn)
                 return
         if part.end is not None and part.pos < part.end:
-            raise RetryableError(
-                f"connection closed at byte {part.pos} of {part.end} from {redact_url(final_url)}"
-            )
+            raise _closed_early(part, redact_url(final_url))
 
     def _fast_path_for(self, part: Part, url: str) -> bool:
         """Bulk bytes take the fast path when ranges work, the rest is big enough to be worth
@@ -724,6 +759,7 @@ class FileTransfer:
                     retry_after=parse_retry_after(
                         head.headers.get("Retry-After"), cap=self.settings.retry_after_cap
                     ),
+                    short=f"HTTP {status}",
                 )
             if status != 206 or "chunked" in head.headers.get("Transfer-Encoding", "").lower():
                 raise Unsupported(f"HTTP {status}")
@@ -744,15 +780,19 @@ class FileTransfer:
                 writer=writer,
             )
         except TimeoutError as exc:
-            raise RetryableError(
-                f"no data for {self.settings.read_timeout:.0f} s from {shown}"
-            ) from exc
+            raise self._idle(shown) from exc
         except (ConnectionError, OSError) as exc:
             if isinstance(exc, NbmodelsError) or writer.failed:
                 raise
-            raise RetryableError(f"connection to {shown} lost at byte {part.pos}") from exc
+            if is_refused(exc):
+                raise RetryableError(
+                    f"connection to {shown} refused", short="connection refused", refused=True
+                ) from exc
+            raise RetryableError(
+                f"connection to {shown} lost at byte {part.pos}", short="connection lost"
+            ) from exc
         if part.end is not None and part.pos < part.end:
-            raise RetryableError(f"connection closed at byte {part.pos} of {part.end} from {shown}")
+            raise _closed_early(part, shown)
 
     def _accept(self, response: _Answer, part: Part, asked_end: int | None, url: str) -> None:
         """Check an answer against what was asked; learn size, validator and range support."""
@@ -769,7 +809,10 @@ class FileTransfer:
         if status == 206:
             match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
             if match is None:
-                raise RetryableError(f"{shown} answered 206 without a valid Content-Range")
+                raise RetryableError(
+                    f"{shown} answered 206 without a valid Content-Range",
+                    short="invalid Content-Range",
+                )
             first, last, total = (int(g) for g in match.groups())
             if self.size is None:
                 self._check_space(total)
@@ -783,10 +826,14 @@ class FileTransfer:
             if first != part.pos or last != expected_last:
                 raise RetryableError(
                     f"{shown} answered bytes {first}-{last} to a request for bytes "
-                    f"{part.pos}-{expected_last}"
+                    f"{part.pos}-{expected_last}",
+                    short="wrong byte range",
                 )
             if length is not None and length != last - first + 1:
-                raise RetryableError(f"{shown} sent a Content-Length that contradicts its range")
+                raise RetryableError(
+                    f"{shown} sent a Content-Length that contradicts its range",
+                    short="invalid Content-Length",
+                )
             if self.size is None:
                 self.size = total
                 self.plan.size = total
@@ -823,7 +870,9 @@ class FileTransfer:
                 part.end = 0
                 return
             raise _Restart("the server says the recorded range no longer exists")
-        raise RetryableError(f"{shown} answered an unexpected HTTP {status}")
+        raise RetryableError(
+            f"{shown} answered an unexpected HTTP {status}", short=f"HTTP {status}"
+        )
 
     async def _stream(self, response: httpx2.Response, part: Part) -> None:
         """Write the body at the part's offsets until the part's (possibly shrinking) end."""
@@ -832,13 +881,16 @@ class FileTransfer:
                 if not self._write(part, chunk):
                     return
         except httpx2.TimeoutException as exc:
-            raise RetryableError(
-                f"no data for {self.settings.read_timeout:.0f} s from {redact_url(self.spec.url)}"
-            ) from exc
+            raise self._idle(redact_url(self.spec.url)) from exc
         except httpx2.TransportError as exc:
             raise RetryableError(
-                f"connection lost at byte {part.pos} ({type(exc).__name__})"
+                f"connection lost at byte {part.pos} ({type(exc).__name__})",
+                short="connection lost",
             ) from exc
+
+    def _idle(self, shown: str) -> RetryableError:
+        idle = f"no data for {self.settings.read_timeout:.0f} s"
+        return RetryableError(f"{idle} from {shown}", short=idle)
 
     def _write(self, part: Part, chunk: bytes | memoryview) -> bool:
         """Write one chunk received on the loop at the part's position; False once the part is
@@ -947,6 +999,21 @@ class FileTransfer:
         with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
         _fsync_dir(target.parent)
+
+
+def _closed_early(part: Part, shown: str) -> RetryableError:
+    return RetryableError(
+        f"connection closed at byte {part.pos} of {part.end} from {shown}",
+        short="connection closed early",
+    )
+
+
+def _kept(downloaded: int, size: int | None) -> str:
+    """What a failed transfer leaves for the next run, as the end of its message."""
+    if not downloaded:
+        return "Nothing was downloaded."
+    of = f" of {format_bytes(size)}" if size else ""
+    return f"{format_bytes(downloaded)}{of} is kept: run the same download again to resume."
 
 
 def _aligned(piece: int) -> int:

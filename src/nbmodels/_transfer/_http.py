@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import errno
 import logging
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -31,10 +33,12 @@ __all__ = [
     "Credential",
     "RetryableError",
     "backoff_delay",
+    "is_refused",
     "make_client",
     "open_stream",
     "origin_of",
     "parse_retry_after",
+    "transport_failure",
     "with_retries",
 ]
 
@@ -109,12 +113,72 @@ _log_filter = _RedactLog()
 
 
 class RetryableError(Exception):
-    """A failed attempt worth repeating (transport error, 408/429/5xx, truncated body)."""
+    """A failed attempt worth repeating (transport error, 408/429/5xx, truncated body).
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    ``reason`` is the whole story for the final error; ``short`` the few words a progress line
+    shows while waiting to retry ("connection refused", "HTTP 503"); ``refused`` says nothing
+    listened at the address, which gets a smaller retry budget than a dropped connection.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        short: str | None = None,
+        refused: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.short = short or reason
+        self.refused = refused
+
+
+def _socket_errors(exc: BaseException) -> list[OSError]:
+    """The OS-level errors behind ``exc`` (its causes, contexts and grouped errors): httpx2
+    reports "All connection attempts failed" with the socket errors as its causes."""
+    seen: set[int] = set()
+    found: list[OSError] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        if isinstance(e, OSError) and e.errno is not None:
+            found.append(e)
+        stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    return found
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Was ``exc`` a refused connection, on every address tried (nothing listens there)?"""
+    errors = _socket_errors(exc)
+    return bool(errors) and all(e.errno == errno.ECONNREFUSED for e in errors)
+
+
+def _short_transport(exc: BaseException) -> str:
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return "timed out"
+    if any(isinstance(e, socket.gaierror) for e in _socket_errors(exc)):
+        return "host not found"
+    if isinstance(exc, httpx2.ConnectError):
+        return "could not connect"
+    return "connection lost"
+
+
+def transport_failure(exc: BaseException, where: str) -> RetryableError:
+    """The retryable error for a transport failure talking to ``where`` (a redacted URL or a
+    host), with its short form and whether the connection was refused."""
+    if is_refused(exc):
+        return RetryableError(
+            f"connection to {where} refused", short="connection refused", refused=True
+        )
+    short = _short_transport(exc)
+    return RetryableError(f"{short} talking to {where} ({type(exc).__name__})", short=short)
 
 
 _tls_lock = threading.Lock()
@@ -178,6 +242,21 @@ def backoff_delay(attempt: int, settings: Settings, retry_after: float | None = 
     return random.uniform(ceiling / 2, ceiling)
 
 
+def retry_delay(failure: RetryableError, attempt: int, settings: Settings) -> float:
+    """How long to wait after the ``attempt``-th failure in a row: a refused connection backs
+    off from its own base, everything else from :func:`backoff_delay`."""
+    if failure.refused and failure.retry_after is None:
+        ceiling = min(settings.backoff_cap, settings.refused_backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+    return backoff_delay(attempt, settings, failure.retry_after)
+
+
+def out_of_attempts(failures: int, refused: int, settings: Settings) -> bool:
+    """Give up? After ``settings.max_attempts`` failures in a row, or sooner when the last
+    ``refused`` of them were refused connections (nobody listening)."""
+    return failures >= settings.max_attempts or refused >= settings.refused_attempts
+
+
 async def with_retries(
     attempt_once: Callable[[], Awaitable[T]],
     settings: Settings,
@@ -193,7 +272,7 @@ async def with_retries(
     The one retry loop for small requests (Hub listings, header reads); the transfer has its
     own, which also counts progress between failures.
     """
-    attempt = 0
+    attempt = refused = 0
     while True:
         attempt += 1
         try:
@@ -201,13 +280,14 @@ async def with_retries(
         except RetryableError as exc:
             failure = exc
         except httpx2.TransportError as exc:
-            failure = RetryableError(f"could not reach {where} ({type(exc).__name__})")
+            failure = transport_failure(exc, where)
             failure.__cause__ = exc
-        if attempt >= settings.max_attempts:
+        refused = refused + 1 if failure.refused else 0
+        if out_of_attempts(attempt, refused, settings):
             raise NetworkError(
                 f"Could not {what} after {attempt} attempts: {failure.reason}.", hint=hint
             ) from failure
-        await asyncio.sleep(backoff_delay(attempt, settings, failure.retry_after))
+        await asyncio.sleep(retry_delay(failure, refused or attempt, settings))
 
 
 def _error_detail(response: httpx2.Response) -> str:
@@ -228,7 +308,9 @@ def classify(response: httpx2.Response, url: str, settings: Settings) -> Excepti
     suffix = f" ({detail})" if detail else ""
     if status in (408, 429) or 500 <= status <= 599:
         wait = parse_retry_after(response.headers.get("Retry-After"), cap=settings.retry_after_cap)
-        return RetryableError(f"HTTP {status} from {shown}{suffix}", retry_after=wait)
+        return RetryableError(
+            f"HTTP {status} from {shown}{suffix}", retry_after=wait, short=f"HTTP {status}"
+        )
     if status == 404 or status == 410:
         return NotFoundError(
             f"{shown} answered {status} Not Found{suffix}.",
@@ -277,12 +359,8 @@ async def open_stream(
             ) from None
         try:
             response = await client.send(request, stream=True)
-        except httpx2.TimeoutException as exc:
-            raise RetryableError(f"timed out talking to {redact_url(current)}") from exc
         except httpx2.TransportError as exc:
-            raise RetryableError(
-                f"connection to {redact_url(current)} failed: {type(exc).__name__}"
-            ) from exc
+            raise transport_failure(exc, redact_url(current)) from exc
         try:
             if response.is_redirect:
                 location = response.headers.get("Location", "").strip()

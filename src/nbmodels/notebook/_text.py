@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._job import Job
-from .._progress import Progress, format_progress
+from .._progress import Progress, format_progress, group_retry
 from ._state import display_name, status_label
 
 __all__ = ["TextProgress", "progress_line"]
@@ -36,7 +36,8 @@ def progress_line(jobs: Sequence[Job]) -> str:
     running = [s for s in snaps if s.status == "downloading"]
     eta = (total - downloaded) / speed if total is not None and speed > 0 else None
     stalled = bool(running) and all(s.progress.stalled for s in running)
-    agg = Progress(downloaded, total, speed, eta, stalled)
+    retry = group_retry([s.progress for s in running])
+    agg = Progress(downloaded, total, speed, eta, stalled, retry)
     status = "downloading" if running else "waiting"
     return f"{len(snaps)} downloads ({done} done): " + format_progress(agg, status=status)
 
