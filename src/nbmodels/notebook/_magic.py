@@ -22,7 +22,7 @@ from .._cliopts import (
     parse_command,
 )
 from .._job import Job
-from .._options import Options
+from .._options import Options, OptionValueError
 from .._redact import redact_url
 from ..errors import NbmodelsError
 from ._context import widgets_supported
@@ -113,6 +113,15 @@ def parse_magic(line: str, body: str | None = None) -> tuple[Command, bool]:
     return cmd, bool(ns.inspect)
 
 
+def _usage_text(exc: Exception) -> str:
+    """A malformed line or option value, as one line (options named as flags)."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    if isinstance(exc, OptionValueError):
+        return f"{PROG}: {exc.render('flags')}"
+    return one_line(exc, style="flags")
+
+
 def _help() -> str:
     return _INTRO + _parser().format_help()
 
@@ -165,7 +174,7 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
             _check_inspect(cmd)
         Options.create(**cmd.options)  # check every option before anything starts
     except (ValueError, TypeError) as exc:
-        _error(str(exc) if isinstance(exc, UsageError) else one_line(exc))
+        _error(_usage_text(exc))
         return None
     if card_only:
         return run_inspect(cmd)
@@ -178,7 +187,7 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
             try:
                 jobs.append(download(ref, display=False if cmd.quiet else None, **cmd.options))
             except (NbmodelsError, ValueError, TypeError) as exc:
-                _error(one_line(exc, more=MORE))
+                _error(one_line(exc, more=MORE, style="flags"))
                 failed = True
         if cmd.background:
             if not jobs or (failed and len(cmd.refs) == 1):
@@ -196,7 +205,7 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     paths: list[Path] = []
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, BaseException):
-            _error(one_line(result, more=MORE))
+            _error(one_line(result, more=MORE, style="flags"))
             failed = True
         else:
             paths.append(result)
@@ -236,7 +245,7 @@ def run_inspect(cmd: Command) -> Any:
         try:
             card = inspect(ref, **cmd.options)
         except (NbmodelsError, ValueError, TypeError) as exc:
-            _error(one_line(exc, more=MORE))
+            _error(one_line(exc, more=MORE, style="flags"))
             failed = True
             continue
         except KeyboardInterrupt:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from .._progress import ACTIVE_STATUSES, INTERRUPTED, JobSnapshot, format_bytes, format_progress
-from ..errors import NbmodelsError
+from ..errors import NbmodelsError, Style
 
 if TYPE_CHECKING:
     from .._inspect import ModelCard
@@ -93,12 +93,13 @@ def plain_text(snap: JobSnapshot) -> str:
     return f"{head} · {text}"
 
 
-def one_line(exc: BaseException, *, more: str = "") -> str:
+def one_line(exc: BaseException, *, more: str = "", style: Style = "api") -> str:
     """``Type: fact and next step`` on one line (what the magic and the widgets show of an
-    error). A hint that spans several lines (a list of accepted forms) is replaced by ``more``."""
+    error), options named in ``style`` (``"flags"`` for the magic). A hint that spans several
+    lines (a list of accepted forms) is replaced by ``more``."""
     if isinstance(exc, NbmodelsError):
         hint = exc.hint or ""
-        text = exc.fact if "\n" in hint else str(exc)
+        text = exc.fact if "\n" in hint else exc.render(style)
         if "\n" in hint and more:
             text = f"{text} {more}"
     else:
