@@ -186,7 +186,8 @@ def test_jobs_and_ls_json_schemas(engine: _engine.Engine, hub: HubEmulator, tmp_
     for job in jobs:
         assert_types(job, JOB_SCHEMA)
     assert "Q3_K_S" in jobs[0]["error"] and jobs[1]["options"] == {"dir": str(tmp_path / "local")}
-    assert cli("jobs").stdout.splitlines()[0].split() == ["ID", "STATUS", "REF", "SIZE", "WHEN"]
+    header = cli("jobs").stdout.splitlines()[0].split()
+    assert header == ["ID", "STATUS", "JOB", "SIZE", "WHEN", "ERROR"]
 
     listing = cli_json("ls")
     assert set(listing) == {"version", "cache_dir", "total_size_bytes", "files"}

@@ -3,7 +3,7 @@
 Commands::
 
     nbmodels pull [REF ...] [download options] [-q]   download (no REF: the pyproject manifest)
-    nbmodels jobs [--limit N] [--json]                   downloads of this and earlier sessions
+    nbmodels jobs [--all | --limit N] [--json]           downloads of this and earlier sessions
     nbmodels ls [FILTER] [--json]                        what is on disk
     nbmodels rm REF [--revision REV] [--dry-run] [--json]   remove from the Hugging Face cache
     nbmodels verify [REF] [--revision REV] [--offline] [--json]   re-hash cached files
@@ -16,10 +16,11 @@ option value (nothing was started); 130 interrupted.
 ``--json`` output is one JSON object with ``"version": 1``; fields are only ever added within a
 version. Times are ISO 8601 UTC strings, sizes integers in bytes, absent values ``null``.
 
-- ``jobs``: ``{"version", "jobs": [Job]}`` where Job is :meth:`nbmodels.Job.to_dict` (``job_id``,
-  ``ref``, ``status``, ``total_size_bytes``, ``downloaded_bytes``, ``bytes_per_second``,
-  ``estimated_completion``, ``started_at``, ``completed_at``, ``path``, ``items``, ``error``)
-  plus ``created_at`` and ``options`` (the download options, never a token).
+- ``jobs``: ``{"version", "jobs": [Job]}`` (every job unless ``--limit``) where Job is
+  :meth:`nbmodels.Job.to_dict` (``job_id``, ``ref``, ``status``, ``total_size_bytes``,
+  ``downloaded_bytes``, ``bytes_per_second``, ``estimated_completion``, ``started_at``,
+  ``completed_at``, ``path``, ``items``, ``error``: the whole message) plus ``created_at`` and
+  ``options`` (the download options, never a token).
 - ``ls``: ``{"version", "cache_dir", "total_size_bytes", "files": [File]}``; File:
   ``location`` (``"cache"`` or ``"local"``), ``repo``, ``repo_type`` (null for URLs), ``file``,
   ``quant``, ``size_bytes``, ``revisions`` (refs naming the snapshot), ``commit``, ``last_used``,

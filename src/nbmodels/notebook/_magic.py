@@ -21,13 +21,15 @@ from .._cliopts import (
     options_from_namespace,
     parse_command,
 )
+from .._cliopts import _Parser as _CmdParser
 from .._job import Job
+from .._listing import SHOWN
 from .._options import Options, OptionValueError
 from .._redact import redact_url
 from ..errors import NbmodelsError
 from ._context import widgets_supported
-from ._state import card_details, one_line, plain_text, status_label
-from ._text import TextProgress
+from ._state import card_details, one_line, status_label
+from ._text import TextProgress, panel_text
 
 if TYPE_CHECKING:
     from .._inspect import ModelCard
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 
 PROG = "%model_download"
+PANEL = "%model_panel"
 MORE = f"See {PROG}? for the accepted forms."
 #: Seconds per wait step (the text line is redrawn between steps; interrupts land in a step).
 WAIT_STEP = 0.5
@@ -111,6 +114,22 @@ def parse_magic(line: str, body: str | None = None) -> tuple[Command, bool]:
         quiet=bool(ns.quiet),
     )
     return cmd, bool(ns.inspect)
+
+
+def _panel_limit(line: str) -> int | None:
+    """``%model_panel [--all | -n N]``: how many jobs the text form lists (None: all)."""
+    parser = _CmdParser(prog=PANEL, add_help=False, allow_abbrev=False)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("-n", "--limit", type=int, default=SHOWN)
+    which.add_argument("-a", "--all", action="store_true")
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"{PANEL}: {exc}") from None
+    ns = parser.parse_args(words)
+    if ns.limit < 0:
+        raise UsageError(f"{PANEL}: argument -n/--limit: must be 0 or more, got {ns.limit}")
+    return None if ns.all or ns.limit == 0 else int(ns.limit)
 
 
 def _usage_text(exc: Exception) -> str:
@@ -298,8 +317,14 @@ class ModelMagics(Magics):
     def model_panel(self, line: str = "") -> None:
         """Show every download of this and earlier sessions, live, newest first, with a form to
         start one and buttons to retry, pause, resume and cancel (same as ``nbmodels.panel()``).
-        Outside a widget front end, prints one line per job."""
-        del line
+
+        Outside a widget front end, prints one line per job: the newest 10, or the newest N
+        with ``-n N`` / ``--limit N``, or all of them with ``--all``."""
+        try:
+            limit = _panel_limit(line)
+        except UsageError as exc:
+            _error(str(exc))
+            return
         if widgets_supported(self.shell):
             from ._display import panel
 
@@ -307,8 +332,4 @@ class ModelMagics(Magics):
             return
         import nbmodels
 
-        jobs = nbmodels.history()
-        if not jobs:
-            print("No downloads yet.")
-        for job in jobs:
-            print(plain_text(job.snapshot()))
+        print(panel_text(nbmodels.history(), limit))

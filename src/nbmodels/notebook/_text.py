@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._job import Job
+from .._listing import REASON_WIDTH, SHOWN, newest, older_line
 from .._progress import Progress, format_progress
-from ._state import display_name, status_label
+from ._state import display_name, plain_text, status_label
 
-__all__ = ["TextProgress", "progress_line"]
+__all__ = ["TextProgress", "panel_text", "progress_line"]
 
 #: Seconds between two redraws (2 per second).
 REDRAW = 0.5
@@ -73,3 +74,15 @@ class TextProgress:
             self._out().write("\n")
             self._out().flush()
             self._jobs = []
+
+
+def panel_text(jobs: Sequence[Job], limit: int | None = SHOWN) -> str:
+    """``%model_panel`` without widgets: one line per job, the newest ``limit`` (None: all),
+    then how many older ones there are."""
+    if not jobs:
+        return "No downloads yet."
+    shown, hidden = newest(jobs, limit)
+    lines = [plain_text(job.snapshot(), reason_width=REASON_WIDTH) for job in shown]
+    if hidden:
+        lines.append(older_line(hidden, "%model_panel --all"))
+    return "\n".join(lines)
