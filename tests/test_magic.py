@@ -87,7 +87,8 @@ def test_line_magic_blocks_and_returns_the_path(
     assert isinstance(path, Path)
     assert path.read_bytes() == payload(SIZE, seed=len("a.bin"))
     stdout = capsys.readouterr().out
-    assert "\r" in stdout  # the text fallback redraws one line
+    assert "\r" not in stdout  # not a terminal: a line per status (redrawn in place on one)
+    assert "a.bin — completed · 600.0 kB / 600.0 kB · 100%\n" in stdout
     assert stdout.rstrip().endswith(f"completed: {path}")
 
 
@@ -177,7 +178,7 @@ def test_each_flag_maps_to_its_option(
     ip.run_line_magic("model_download", f"https://h.invalid/m.bin {flags}")
     ((ref, options),) = seen
     assert ref == "https://h.invalid/m.bin"
-    assert options == {"display": None, **expected}
+    assert options == {"display": False, **expected}  # text mode: the magic shows the job
 
 
 def test_include_and_exclude_reach_the_job_split_on_commas(

@@ -29,7 +29,7 @@ from .._redact import redact_url
 from ..errors import NbmodelsError
 from ._context import widgets_supported
 from ._state import card_details, one_line, status_label
-from ._text import TextProgress, panel_text
+from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
     from .._inspect import ModelCard
@@ -202,13 +202,18 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     progress: TextProgress | None = None
     failed = False
     try:
+        # In text mode the magic shows the jobs itself (the line below, or Out for -b).
+        show = False if cmd.quiet or text_mode else None
         for ref in cmd.refs:
             try:
-                jobs.append(download(ref, display=False if cmd.quiet else None, **cmd.options))
+                jobs.append(download(ref, display=show, **cmd.options))
             except (NbmodelsError, ValueError, TypeError) as exc:
                 _error(one_line(exc, more=MORE, style="flags"))
                 failed = True
         if cmd.background:
+            if text_mode:
+                for job in jobs:
+                    watch(job)  # job.wait() later draws its progress line
             if not jobs or (failed and len(cmd.refs) == 1):
                 return None
             return jobs[0] if len(cmd.refs) == 1 else jobs
