@@ -9,6 +9,7 @@ The CLI runs as a real subprocess against the Hub emulator; read-only places are
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import errno
 import os
@@ -88,31 +89,47 @@ def _writable(path: Path) -> bool:
     return True
 
 
-@pytest.fixture
-def read_only(tmp_path: Path) -> Iterator[Path]:
-    """An empty directory that cannot be written: ``chmod 0555`` for a normal user; as root a
-    read-only tmpfs mounted there (unmounted afterwards). Skipped when neither is possible."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
+@contextlib.contextmanager
+def read_only_view(source: Path, where: Path) -> Iterator[Path]:
+    """``source`` seen read-only: for a normal user, ``source`` itself with the write
+    permission of its directories removed (given back afterwards); as root, whom permissions
+    do not stop, a read-only bind mount of it at ``where`` (unmounted afterwards). Skips the
+    test when neither is possible."""
     if os.geteuid() != 0:
-        ro.chmod(0o555)
+        dirs = [source, *(p for p in source.rglob("*") if p.is_dir() and not p.is_symlink())]
+        modes = {d: d.stat().st_mode for d in dirs}
+        for d in dirs:
+            d.chmod(0o555)
         try:
-            if _writable(ro):
-                pytest.skip("chmod 0555 does not stop writes here")
-            yield ro
+            if _writable(source):
+                pytest.skip("removing the write permission does not stop writes here")
+            yield source
         finally:
-            ro.chmod(0o755)
+            for d, mode in modes.items():
+                d.chmod(mode)
         return
     if sys.platform != "linux" or shutil.which("mount") is None:
         pytest.skip("as root, a read-only directory needs a read-only mount (Linux, mount)")
-    done = _mount("-t", "tmpfs", "-o", "ro,size=1m,mode=0755", "tmpfs", str(ro))
+    where.mkdir(parents=True, exist_ok=True)
+    done = _mount("--bind", str(source), str(where))
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs: {done.stderr.decode(errors='replace')}")
+        pytest.skip(f"cannot bind-mount here: {done.stderr.decode(errors='replace')}")
     try:
-        assert not _writable(ro)
-        yield ro
+        done = _mount("-o", "remount,bind,ro", str(where))
+        if done.returncode != 0 or _writable(where):
+            pytest.skip(f"cannot make a mount read-only: {done.stderr.decode(errors='replace')}")
+        yield where
     finally:
-        _umount(ro)
+        _umount(where)
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """An empty directory that cannot be written (see :func:`read_only_view`)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with read_only_view(empty, tmp_path / "ro") as view:
+        yield view
 
 
 @pytest.fixture
@@ -203,6 +220,16 @@ def test_nbmodels_home_that_is_a_file_warns_once(hub: HubEmulator, tmp_path: Pat
         "Downloads go on; to keep the history, set NBMODELS_HOME to a directory you can "
         "write to."
     )
+
+
+def test_rm_in_a_read_only_cache_is_one_line(hub: HubEmulator, tmp_path: Path) -> None:
+    assert cli("pull", f"{GGUF}:Q4_K_M", "-q").returncode == 0
+    with read_only_view(Path(os.environ["HF_HOME"]), tmp_path / "view") as view:
+        done = cli("rm", GGUF, HF_HOME=str(view))
+        assert done.returncode == 1
+        line = one_error_line(done)
+        assert DENIED.search(line) and str(view) in line, line
+        assert line.endswith("Check the permissions of that place (and its mount).")
 
 
 def test_os_errors_read_as_facts(tmp_path: Path) -> None:

@@ -264,6 +264,6 @@ def main(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except OSError as exc:  # a file-system error of this command (ls, rm, verify, ...)
-        io.error(fs_error(exc))
+    except OSError as exc:  # a file-system error of this command itself (ls, rm, verify, ...)
+        io.error(fs_error(exc, downloading=command.name == "pull"))
         return 1

@@ -86,7 +86,12 @@ def _hint(path: Path | None, exc: OSError) -> tuple[str | Option, ...]:
     return (f"Choose {writable} with ", Option("dir"), ".")
 
 
-def fs_error(exc: OSError) -> NbmodelsError:
-    """``exc`` as an :class:`NbmodelsError`: :func:`describe_os_error` and the next step."""
+def fs_error(exc: OSError, *, downloading: bool = True) -> NbmodelsError:
+    """``exc`` as an :class:`NbmodelsError`: :func:`describe_os_error` and the next step (for a
+    download: where else to put it; for other work, e.g. removing cached files: what to check)."""
     path = Path(os.fsdecode(exc.filename)) if exc.filename else None
+    if not downloading:
+        return NbmodelsError(
+            describe_os_error(exc), hint="Check the permissions of that place (and its mount)."
+        )
     return NbmodelsError(describe_os_error(exc), hint=_hint(path, exc))
