@@ -232,6 +232,28 @@ def test_rm_in_a_read_only_cache_is_one_line(hub: HubEmulator, tmp_path: Path) -
         assert line.endswith("Check the permissions of that place (and its mount).")
 
 
+def test_history_keeps_this_processs_jobs_when_it_cannot_be_saved(
+    server: FaultServer, read_only: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.add_file("h.bin", payload(1000))
+    eng = _engine.Engine(FAST, home=read_only)
+    previous = _engine.set_engine(eng)
+    try:
+        jobs = [
+            nbmodels.download(server.url("h.bin"), dir=tmp_path / d, display=False)
+            for d in ("a", "b")
+        ]
+        for job in jobs:
+            job.wait(30)
+        assert [j.id for j in nbmodels.history()] == [j.id for j in reversed(jobs)]
+    finally:
+        eng.close()
+        _engine.set_engine(previous)
+    said = [r for r in caplog.records if "job history is not being saved" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is None
+    assert [r for r in caplog.records if r.exc_info] == []
+
+
 def test_os_errors_read_as_facts(tmp_path: Path) -> None:
     """The translation itself, for causes a test cannot easily make real."""
     denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x"))

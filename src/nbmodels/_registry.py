@@ -178,10 +178,11 @@ class Registry:
             reason = describe_os_error(exc)
         else:
             reason = f"{self.path} cannot be used ({' '.join(str(exc).split())})."
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+        with self._lock:  # no other thread is between two statements on the connection
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
         if self._lease is not None:
             self._lease.release()
             self._lease = None
