@@ -89,7 +89,8 @@ def test_line_magic_blocks_and_returns_the_path(
     assert isinstance(path, Path)
     assert path.read_bytes() == payload(SIZE, seed=len("a.bin"))
     stdout = capsys.readouterr().out
-    assert "\r" in stdout  # the text fallback redraws one line
+    assert "\r" not in stdout  # not a terminal: a line per status (redrawn in place on one)
+    assert "a.bin — completed · 600.0 kB / 600.0 kB · 100%\n" in stdout
     assert stdout.rstrip().endswith(f"completed: {path}")
 
 
@@ -179,7 +180,7 @@ def test_each_flag_maps_to_its_option(
     ip.run_line_magic("model_download", f"https://h.invalid/m.bin {flags}")
     ((ref, options),) = seen
     assert ref == "https://h.invalid/m.bin"
-    assert options == {"display": None, **expected}
+    assert options == {"display": False, **expected}  # text mode: the magic shows the job
 
 
 def test_include_and_exclude_reach_the_job_split_on_commas(
@@ -227,7 +228,39 @@ def test_offline_missing_file_is_one_line_and_no_request(
     assert ip.run_line_magic("model_download", f"{url} --dir {out} --offline") is None
     err = capsys.readouterr().err
     assert err.startswith("OfflineError: ") and err.count("\n") == 1
+    assert err.rstrip().endswith("(without --offline, and HF_HUB_OFFLINE unset).")
     assert server.requests_for("k.bin") == []
+
+
+def test_disk_full_names_the_flag_and_what_is_kept(
+    ip: InteractiveShell,
+    server: FaultServer,
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    from nbmodels._transfer import _file
+
+    url = add(server, "full.bin")
+    written = [0]
+
+    def pwrite(fd: int, chunk: bytes | memoryview, offset: int) -> int:
+        if written[0] + len(chunk) > 100_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written[0] += len(chunk)
+        return os.pwrite(fd, chunk, offset)
+
+    monkeypatch.setattr(_file, "_pwrite", pwrite)
+    assert ip.run_line_magic("model_download", f"{url} --dir {out} --connections 1 -q") is None
+    err = capsys.readouterr().err
+    assert err.startswith(f"InsufficientSpaceError: Not enough disk space in {out}") and (
+        err.count("\n") == 1
+    )
+    assert "the partial download (" in err and "is kept" in err
+    assert err.rstrip().endswith("to resume, or choose a directory on another disk with --dir.")
+    assert "dir=" not in err
 
 
 def test_quiet_prints_nothing(
@@ -286,9 +319,9 @@ def test_interrupt_pauses_keeps_partial_data_and_rerun_resumes(
         ("nope://model.bin", "RefError: "),
         ("{url404}", "NotFoundError: "),
         ("{url} --bogus", "%model_download: unrecognized arguments: --bogus"),
-        ("{url} --connections 0", "ValueError: connections must be between 1 and 64"),
+        ("{url} --connections 0", "%model_download: argument --connections: must be between"),
         ("{url} --connections many", "%model_download: argument --connections: invalid int"),
-        ("{url} --sha256 xyz", "ValueError: sha256 must be 64 hexadecimal digits"),
+        ("{url} --sha256 xyz", "%model_download: argument --sha256: must be 64 hexadecimal"),
         ("", "%model_download: give at least one reference"),
         ("'unclosed", "%model_download: No closing quotation"),
     ],

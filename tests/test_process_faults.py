@@ -471,7 +471,8 @@ def test_reservation_refused_is_insufficient_space_and_keeps_the_data(
     with pytest.raises(nbmodels.InsufficientSpaceError) as info:
         nbmodels.download(server.url("m.bin"), dir=out).wait(60)
     assert calls == [(0, SIZE)] and info.value.needed == SIZE
-    assert "missing" in str(info.value) and "resume" in str(info.value)
+    assert "missing" in str(info.value) and "nothing was written" in str(info.value)
+    assert "resume" not in str(info.value) and "kept" not in str(info.value)
     assert leftovers(out) == []
     # A sparse partial file (written where reserving was impossible, then the disk filled).
     monkeypatch.setattr(_file, "_fallocate", None)
@@ -487,6 +488,7 @@ def test_reservation_refused_is_insufficient_space_and_keeps_the_data(
     with pytest.raises(nbmodels.InsufficientSpaceError) as info:
         nbmodels.download(server.url("m.bin"), dir=out).wait(60)
     assert calls[1:] == [(0, SIZE)] and 0 < info.value.needed <= SIZE - durable.covered
+    assert "is kept" in str(info.value) and "resume" in str(info.value)
     assert part.stat().st_size == kept
     assert durable_claims(out / "m.bin", data) == durable
     # With the space back, it resumes where the durable bytes end.

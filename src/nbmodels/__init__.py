@@ -140,12 +140,14 @@ def panel() -> Any:
 
 
 def _maybe_display(job: Job, opts: Options) -> None:
-    """In a notebook kernel, show the job's widget (the notebook layer decides; the core never
-    imports IPython itself)."""
+    """In a notebook kernel, show the job's widget; in terminal IPython, its text line (the
+    notebook layer decides; the core never imports IPython itself)."""
     import sys
 
-    if "nbmodels.notebook" not in sys.modules and "ipykernel" in sys.modules:
-        # In a kernel without %load_ext: the notebook layer shows the widget all the same.
+    if "nbmodels.notebook" not in sys.modules and (
+        "ipykernel" in sys.modules or "IPython" in sys.modules
+    ):
+        # In IPython without %load_ext: the notebook layer shows the job all the same.
         import importlib
 
         importlib.import_module("nbmodels.notebook")

@@ -3,22 +3,24 @@
 Commands::
 
     nbmodels pull [REF ...] [download options] [-q]   download (no REF: the pyproject manifest)
-    nbmodels jobs [--limit N] [--json]                   downloads of this and earlier sessions
+    nbmodels jobs [--all | --limit N] [--json]           downloads of this and earlier sessions
     nbmodels ls [FILTER] [--json]                        what is on disk
     nbmodels rm REF [--revision REV] [--dry-run] [--json]   remove from the Hugging Face cache
     nbmodels verify [REF] [--revision REV] [--offline] [--json]   re-hash cached files
     nbmodels inspect REF [--revision REV] [--context N] [--offline] [--json]   read a header
 
 Exit status: 0 success; 1 a failure (its one-line message on stderr, ``nbmodels: error: ...``;
-``verify``: a corrupt file); 2 a malformed command line; 130 interrupted.
+``verify``: a corrupt file); 2 bad input: a malformed command line, an invalid reference or
+option value (nothing was started); 130 interrupted.
 
 ``--json`` output is one JSON object with ``"version": 1``; fields are only ever added within a
 version. Times are ISO 8601 UTC strings, sizes integers in bytes, absent values ``null``.
 
-- ``jobs``: ``{"version", "jobs": [Job]}`` where Job is :meth:`nbmodels.Job.to_dict` (``job_id``,
-  ``ref``, ``status``, ``total_size_bytes``, ``downloaded_bytes``, ``bytes_per_second``,
-  ``estimated_completion``, ``started_at``, ``completed_at``, ``path``, ``items``, ``error``)
-  plus ``created_at`` and ``options`` (the download options, never a token).
+- ``jobs``: ``{"version", "jobs": [Job]}`` (every job unless ``--limit``) where Job is
+  :meth:`nbmodels.Job.to_dict` (``job_id``, ``ref``, ``status``, ``total_size_bytes``,
+  ``downloaded_bytes``, ``bytes_per_second``, ``estimated_completion``, ``started_at``,
+  ``completed_at``, ``path``, ``items``, ``error``: the whole message) plus ``created_at`` and
+  ``options`` (the download options, never a token).
 - ``ls``: ``{"version", "cache_dir", "total_size_bytes", "files": [File]}``; File:
   ``location`` (``"cache"`` or ``"local"``), ``repo``, ``repo_type`` (null for URLs), ``file``,
   ``quant``, ``size_bytes``, ``revisions`` (refs naming the snapshot), ``commit``, ``last_used``,
@@ -46,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
 from ._cliopts import DOWNLOAD_FLAGS
+from ._fserrors import fs_error
+from ._options import OptionValueError
 from .errors import NbmodelsError, RefError
 
 __all__ = ["main"]
@@ -116,6 +120,11 @@ class Io:
     def line(self, text: str = "") -> None:
         self.out.write(text + "\n")
 
+    def usage(self, prog: str, text: str) -> None:
+        """A usage error (exit status 2): what is wrong, and where the help is."""
+        self.err.write(f"{prog}: error: {text}\n(see `{prog} --help`)\n")
+        self.err.flush()
+
     def error(self, exc: BaseException | str) -> None:
         text = exc if isinstance(exc, str) else one_line(exc)
         self.err.write(f"nbmodels: error: {text}\n")
@@ -123,13 +132,14 @@ class Io:
 
 
 def one_line(exc: BaseException) -> str:
-    """An error's message on one line (a multi-line hint is replaced by a pointer to it)."""
+    """An error's message on one line, options named as flags (``--dir``); a multi-line hint is
+    replaced by a pointer to it."""
     if isinstance(exc, NbmodelsError):
         hint = exc.hint or ""
         if "\n" in hint:
             where = "nbmodels pull --help" if isinstance(exc, RefError) else "nbmodels --help"
             return f"{exc.fact} See `{where}` for the accepted forms."
-        return " ".join(str(exc).split())
+        return " ".join(exc.render("flags").split())
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -235,7 +245,13 @@ def main(
         ns = parser.parse_intermixed_args(args[1:])
         return command.run(ns, io)
     except UsageError as exc:
-        io.err.write(f"{exc.prog}: error: {exc}\n(see `{exc.prog} --help`)\n")
+        io.usage(exc.prog, str(exc))
+        return 2
+    except OptionValueError as exc:
+        io.usage(parser.prog, exc.render("flags"))
+        return 2
+    except RefError as exc:
+        io.error(exc)
         return 2
     except NbmodelsError as exc:
         io.error(exc)
@@ -247,4 +263,7 @@ def main(
         # The reader went away (e.g. `nbmodels ls | head`): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a file-system error of this command itself (ls, rm, verify, ...)
+        io.error(fs_error(exc, downloading=command.name == "pull"))
         return 1

@@ -65,7 +65,7 @@ def build_ls(prog: str) -> Parser:
     parser = new_parser(
         prog,
         "What is on disk: every file of the Hugging Face cache, and files nbmodels downloaded "
-        "elsewhere (dir= and URL downloads, from the job history).",
+        "elsewhere (--dir and URL downloads, from the job history).",
     )
     parser.add_argument(
         "filter", nargs="?", metavar="FILTER", help="only repos or files containing this text"

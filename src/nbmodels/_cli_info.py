@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
+from ._cli import Io, Parser, UsageError, add_flags, add_json, ago, iso, new_parser, table
 from ._job import Job
+from ._listing import SHOWN, job_label, newest, older_line, reason
 from ._progress import format_bytes
 
 __all__ = ["build_inspect", "build_jobs", "run_inspect", "run_jobs"]
@@ -16,15 +17,17 @@ __all__ = ["build_inspect", "build_jobs", "run_inspect", "run_jobs"]
 
 
 def build_jobs(prog: str) -> Parser:
-    parser = new_parser(prog, "Downloads of this and earlier sessions, newest first.")
-    parser.add_argument(
-        "-n",
-        "--limit",
-        type=int,
-        default=50,
-        metavar="N",
-        help="show at most N (default 50; 0: all)",
+    parser = new_parser(
+        prog,
+        f"Downloads of this and earlier sessions, newest first: the newest {SHOWN} unless "
+        "--all or --limit; a failed job says why in a few words (--json: every job, whole "
+        "messages, unless --limit).",
     )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "-n", "--limit", type=int, metavar="N", help=f"show the newest N (default {SHOWN})"
+    )
+    which.add_argument("-a", "--all", action="store_true", help="show every job")
     add_json(parser)
     return parser
 
@@ -50,21 +53,39 @@ def _size(job: Job) -> str:
     return format_bytes(p.total_bytes)
 
 
+def _limit(ns: argparse.Namespace) -> int | None:
+    """How many jobs to list (None: all). ``--limit 0`` also means all."""
+    if ns.limit is not None and ns.limit < 0:
+        raise UsageError(f"argument -n/--limit: must be 0 or more, got {ns.limit}", "nbmodels jobs")
+    if ns.all or ns.limit == 0 or (ns.json and ns.limit is None):
+        return None
+    return SHOWN if ns.limit is None else int(ns.limit)
+
+
 def run_jobs(ns: argparse.Namespace, io: Io) -> int:
     import nbmodels
 
-    jobs = nbmodels.history()
-    if ns.limit and ns.limit > 0:
-        jobs = jobs[: ns.limit]
+    jobs, hidden = newest(nbmodels.history(), _limit(ns))
     if ns.json:
         io.json({"jobs": [job_json(j) for j in jobs]})
         return 0
     if not jobs:
         io.line("No downloads yet.")
         return 0
-    rows = [[j.id, j.status.replace("_", " "), j.ref, _size(j), ago(_when(j))] for j in jobs]
-    for line in table(["ID", "STATUS", "REF", "SIZE", "WHEN"], rows):
+    snaps = [j.snapshot() for j in jobs]
+    rows = [
+        [s.job_id, s.status.replace("_", " "), job_label(s.ref), _size(j), ago(_when(j))]
+        for s, j in zip(snaps, jobs, strict=True)
+    ]
+    headers = ["ID", "STATUS", "JOB", "SIZE", "WHEN"]
+    if any(s.error for s in snaps):
+        headers.append("ERROR")
+        for row, snap in zip(rows, snaps, strict=True):
+            row.append(reason(snap) or "-")
+    for line in table(headers, rows):
         io.line(line)
+    if hidden:
+        io.line(older_line(hidden))
     return 0
 
 

@@ -14,8 +14,9 @@ from ._cliopts import add_download_arguments, add_frontend_arguments, group_refs
 from ._cliopts import options_from_namespace as cli_options
 from ._job import Job
 from ._manifest import load_manifest
-from ._refs import ACCEPTED_FORMS
-from .errors import NbmodelsError
+from ._options import Options, OptionValueError
+from ._refs import ACCEPTED_FORMS, parse_ref
+from .errors import NbmodelsError, RefError
 
 __all__ = ["build", "run"]
 
@@ -38,7 +39,8 @@ With no REF, pulls the models listed in the nearest pyproject.toml:
 A relative dir is relative to that pyproject.toml; options on the command line override the
 manifest's. Files already on disk are not fetched again (a pinned reference costs no request).
 Progress goes to stdout (bars on a terminal, plain lines otherwise); then each local path is
-printed on a line of its own; errors go to stderr. Exit status 1 if any download failed."""
+printed on a line of its own; errors go to stderr. Exit status 1 if any download failed; 2 if
+a reference or an option value is invalid (then nothing is downloaded)."""
 
 
 def build(prog: str) -> Parser:
@@ -59,6 +61,28 @@ def _plan(ns: argparse.Namespace, io: Io) -> list[tuple[str, dict[str, Any]]]:
     if not ns.quiet:
         io.line(f"{len(manifest.entries)} model(s) listed in {manifest.path}")
     return [(e.ref, {**e.options, **given}) for e in manifest.entries]
+
+
+def _bad_input(plan: Sequence[tuple[str, dict[str, Any]]], io: Io, prog: str) -> bool:
+    """Report every malformed reference and option value (one line each); True if any.
+    Bad input is a usage error: nothing starts."""
+    bad = False
+    seen: set[str] = set()
+    for ref, options in plan:
+        try:
+            Options.create(**options)
+        except OptionValueError as exc:
+            text = exc.render("flags")
+            if text not in seen:  # the command line's options are shared by every REF
+                seen.add(text)
+                io.usage(prog, text)
+            bad = True
+        try:
+            parse_ref(ref)
+        except RefError as exc:
+            io.error(exc)
+            bad = True
+    return bad
 
 
 def _wait(jobs: Sequence[Job], view: View) -> None:
@@ -85,14 +109,17 @@ def _wait(jobs: Sequence[Job], view: View) -> None:
 def run(ns: argparse.Namespace, io: Io) -> int:
     import nbmodels
 
-    failures = 0
+    plan = _plan(ns, io)
+    if _bad_input(plan, io, "nbmodels pull"):
+        return 2
+    failures: list[Exception] = []
     jobs: list[Job] = []
-    for ref, options in _plan(ns, io):
+    for ref, options in plan:
         try:
             jobs.append(nbmodels.download(ref, display=False, **options))
         except (NbmodelsError, ValueError, TypeError) as exc:
             io.error(exc)
-            failures += 1
+            failures.append(exc)
     view = make_view(jobs, io.out, quiet=ns.quiet)
     try:
         _wait(jobs, view)
@@ -109,8 +136,16 @@ def run(ns: argparse.Namespace, io: Io) -> int:
             path = job.wait(timeout=30)
         except NbmodelsError as exc:
             io.error(exc)
-            failures += 1
+            failures.append(exc)
         else:
             io.line(str(path))
     io.out.flush()
+    return _status(failures)
+
+
+def _status(failures: Sequence[Exception]) -> int:
+    """0 when every download succeeded; 2 when one failed for bad input (a reference found
+    invalid once resolved); else 1."""
+    if any(isinstance(exc, RefError | ValueError | TypeError) for exc in failures):
+        return 2
     return 1 if failures else 0

@@ -39,6 +39,7 @@ import httpx2
 from ._aio import pick_error
 from ._config import Settings, env_flag, nbmodels_home
 from ._extract._job import unpack_job, unpacked_already
+from ._fserrors import fs_error
 from ._job import Job, _FileState
 from ._options import Options
 from ._paths import hidden_sibling
@@ -225,6 +226,8 @@ class Engine:
                 opts = Options.from_record(_safe_options(rec.options))
                 job = Job(None, rec.ref, opts, job_id=rec.id, record=rec)
             out.append(job)
+        if live:  # not in the registry (it could not be written): this process still knows them
+            out = sorted([*out, *live.values()], key=_created_at, reverse=True)
         return out
 
     def record(self, job: Job, *, created: bool = False) -> None:
@@ -303,8 +306,10 @@ class Engine:
                 if exc is None:
                     return
                 job._error = _as_nbmodels_error(exc)
-                if not isinstance(exc, NbmodelsError):
+                if not isinstance(exc, NbmodelsError | OSError):
                     log.error("nbmodels: unexpected error in job %s", job.id, exc_info=exc)
+                elif isinstance(exc, OSError):  # its message says it all; the trace is for us
+                    log.debug("nbmodels: job %s: %s", job.id, job._error, exc_info=exc)
                 job._set_status("failed")
                 job._future.set_exception(job._error)
                 return
@@ -532,15 +537,13 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
 def _as_nbmodels_error(exc: BaseException) -> NbmodelsError:
     if isinstance(exc, NbmodelsError):
         return exc
-    if isinstance(exc, PermissionError):
-        return NbmodelsError(
-            f"Permission denied: {exc.filename or exc}.",
-            hint="Choose a directory you can write to with dir=.",
-        )
     if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return NbmodelsError(f"File system error{where}: {exc.strerror or exc}.")
+        return fs_error(exc)
     return NbmodelsError(f"Unexpected error: {type(exc).__name__}: {redact_text(str(exc))}")
+
+
+def _created_at(job: Job) -> float:
+    return job.snapshot().created_at or 0.0
 
 
 def _clean_ref(ref: str) -> str:

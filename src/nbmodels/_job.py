@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import datetime as _dt
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -249,8 +250,14 @@ class Job:
     def wait(self, timeout: float | None = None) -> Path:
         """Block until the job ends; return :attr:`path` or raise the job's error.
 
-        Raises ``TimeoutError`` when ``timeout`` passes first (the job goes on).
+        Raises ``TimeoutError`` when ``timeout`` passes first (the job goes on). In terminal
+        IPython (and front ends without widgets), waiting without a timeout for a job that
+        :func:`nbmodels.download` showed there draws its text progress line meanwhile.
         """
+        if timeout is None and not self._future.done():
+            shown = _text_waiter()
+            if shown is not None:
+                return shown(self, self._future.result)
         return self._future.result(timeout)
 
     def __await__(self) -> Generator[Any, None, Path]:
@@ -424,6 +431,14 @@ class Job:
             self._future.set_exception(
                 self._error or NbmodelsError(f"job {rec.id} ended as {rec.status}")
             )
+
+
+def _text_waiter() -> Callable[[Job, Callable[[float | None], Path]], Path] | None:
+    """The notebook layer's wait with a text progress line, when that layer is loaded (the core
+    never imports it: DESIGN §1)."""
+    module = sys.modules.get("nbmodels.notebook")
+    waiter = getattr(module, "wait_with_progress", None)
+    return waiter if callable(waiter) else None
 
 
 def _safe_call(fn: SubscriberFn, snap: JobSnapshot) -> None:

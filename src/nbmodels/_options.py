@@ -8,12 +8,28 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import NbmodelsError
+from .errors import NbmodelsError, Option, Style
 
-__all__ = ["OPTION_NAMES", "Options"]
+__all__ = ["OPTION_NAMES", "OptionValueError", "Options"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_CONNECTIONS = 64
+
+
+class OptionValueError(ValueError):
+    """An option given a value it cannot take: ``option`` names it, ``problem`` says why.
+    ``str()`` is the Python form (``connections must be ...``); :meth:`render` gives the form of
+    a command line (``argument --connections: must be ...``, as argparse words its own)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(f"{option} {problem}")
+
+    def render(self, style: Style = "api") -> str:
+        if style == "flags":
+            return f"argument {Option(self.option).render(style)}: {self.problem}"
+        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +99,12 @@ class Options:
 OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Options))
 
 
-def _patterns(value: str | Iterable[str]) -> tuple[str, ...]:
+def _patterns(key: str, value: str | Iterable[str]) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else list(value)
     out: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
-            raise ValueError(f"include/exclude patterns must be non-empty strings, got {item!r}")
+            raise OptionValueError(key, f"patterns must be non-empty strings, got {item!r}")
         out.extend(p.strip() for p in item.split(",") if p.strip())
     return tuple(out)
 
@@ -98,33 +114,37 @@ def _normalize(key: str, value: Any) -> Any:
         return Path(value).expanduser()
     if key == "revision":
         if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
-            raise ValueError(f"revision must be a branch, tag or commit name, got {value!r}")
+            raise OptionValueError(key, f"must be a branch, tag or commit name, got {value!r}")
         return value
     if key in ("include", "exclude"):
-        return _patterns(value)
+        return _patterns(key, value)
     if key == "sha256":
         digest = str(value).strip().lower()
         digest = digest.removeprefix("sha256:")
         if not _HEX64.fullmatch(digest):
-            raise ValueError(
-                "sha256 must be 64 hexadecimal digits (optionally prefixed 'sha256:'), "
-                f"got {str(value)[:80]!r}"
+            raise OptionValueError(
+                key,
+                "must be 64 hexadecimal digits (optionally prefixed 'sha256:'), "
+                f"got {str(value)[:80]!r}",
             )
         return digest
     if key in ("force", "offline", "extract", "remove_archive"):
         return bool(value)
     if key == "connections":
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"connections must be a whole number, got {value!r}")
-        n = int(value)
+            raise OptionValueError(key, f"must be a whole number, got {value!r}")
+        try:
+            n = int(value)
+        except ValueError:
+            raise OptionValueError(key, f"must be a whole number, got {value!r}") from None
         if not 1 <= n <= MAX_CONNECTIONS:
-            raise ValueError(f"connections must be between 1 and {MAX_CONNECTIONS}, got {n}")
+            raise OptionValueError(key, f"must be between 1 and {MAX_CONNECTIONS}, got {n}")
         return n
     if key == "token":
         if value is None or value is False or value is True:
             return value
         if not isinstance(value, str) or not value.strip():
-            raise ValueError("token must be a string, False (send none) or None (automatic)")
+            raise OptionValueError(key, "must be a string, False (send none) or None (automatic)")
         return value.strip()
     if key == "display":
         return None if value is None else bool(value)

@@ -7,23 +7,29 @@ lease can be taken belongs to a dead process: :meth:`Registry.rows` reports it a
 
 Rows hold no secrets: options are recorded without the token and URLs without query strings
 (callers pass redacted values; :meth:`Registry.upsert` checks again).
+
+The registry is a record, never a reason to fail a download: when ``$NBMODELS_HOME`` cannot be
+written (read-only, a file, no permission) or the database cannot be used, one warning line says
+so ("job history is not being saved: ..."), the registry keeps nothing, and downloads go on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._fserrors import describe_os_error
 from ._progress import ACTIVE_STATUSES, INTERRUPTED
 from ._redact import redact_text
 
@@ -31,6 +37,8 @@ if sys.platform != "win32":
     import fcntl
 
 __all__ = ["JobRecord", "Lease", "Registry"]
+
+log = logging.getLogger("nbmodels")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -134,37 +142,78 @@ class Lease:
 
 
 class Registry:
-    """Thread-safe access to the jobs table. Every call opens no new connection."""
+    """Thread-safe access to the jobs table. Every call opens no new connection.
+
+    ``problem`` is None while the history is kept, else why it is not (see the module docstring).
+    """
 
     def __init__(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
         self.path = home / "jobs.sqlite3"
         self.run_dir = home / "run"
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        with self._locked() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
-        self.lease = Lease(self.run_dir)
+        self._conn: sqlite3.Connection | None = None
+        self._lease: Lease | None = None
+        self.problem: str | None = None
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            self._lease = Lease(self.run_dir)
+            self._conn = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            self._give_up(exc)
+
+    @property
+    def lease(self) -> Lease:
+        if self._lease is None:
+            raise RuntimeError(f"the job history is not kept: {self.problem}")
+        return self._lease
+
+    def _give_up(self, exc: OSError | sqlite3.Error) -> None:
+        """Stop keeping the history, and say so once (one line, no traceback)."""
+        if isinstance(exc, OSError):
+            reason = describe_os_error(exc)
+        else:
+            reason = f"{self.path} cannot be used ({' '.join(str(exc).split())})."
+        with self._lock:  # no other thread is between two statements on the connection
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+        if self.problem is None:
+            self.problem = reason
+            log.warning(
+                "nbmodels: job history is not being saved: %s Downloads go on; to keep the "
+                "history, set NBMODELS_HOME to a directory you can write to.",
+                reason,
+            )
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[sqlite3.Connection]:
+    def _locked(self) -> Iterator[sqlite3.Connection | None]:
         with self._lock:
             yield self._conn
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
-        self.lease.release()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        if self._lease is not None:
+            self._lease.release()
 
     def upsert(self, **fields: Any) -> None:
         """Insert or update a job row (``id`` required). JSON columns take Python values."""
+        if self._lease is None:
+            return
         row = dict(fields)
-        row.setdefault("owner", self.lease.owner)
-        row.setdefault("pid", self.lease.pid)
+        row.setdefault("owner", self._lease.owner)
+        row.setdefault("pid", self._lease.pid)
         row["updated_at"] = time.time()
         for key in ("options", "paths", "files"):
             if key in row and not isinstance(row[key], str):
@@ -179,8 +228,25 @@ class Registry:
         marks = ", ".join("?" for _ in row)
         updates = ", ".join(f"{c}=excluded.{c}" for c in row if c != "id")
         sql = f"INSERT INTO jobs ({cols}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}"  # noqa: S608 - column names are checked against _COLUMNS
+        self._write(lambda conn: conn.execute(sql, tuple(row.values())))
+
+    def _write(self, step: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``step`` on the connection; a database that cannot be written ends the history
+        (one warning), a busy one skips this write."""
         with self._locked() as conn:
-            conn.execute(sql, tuple(row.values()))
+            if conn is None:
+                return
+            try:
+                step(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    log.debug("nbmodels: job history busy; one update skipped: %s", exc)
+                    return
+                failure: sqlite3.Error = exc
+            except sqlite3.Error as exc:
+                failure = exc
+        self._give_up(failure)
 
     def rows(self, limit: int | None = None) -> list[JobRecord]:
         """Every job, newest first; rows of dead processes that were not finished read as
@@ -188,8 +254,12 @@ class Registry:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created_at DESC"  # noqa: S608
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._locked() as conn:
-            raw = conn.execute(sql).fetchall()
+        try:
+            with self._locked() as conn:
+                raw = [] if conn is None else conn.execute(sql).fetchall()
+        except sqlite3.Error as exc:
+            self._give_up(exc)
+            return []
         out: list[JobRecord] = []
         alive: dict[str, bool] = {}
         dead_ids: list[str] = []
@@ -208,12 +278,13 @@ class Registry:
                 data[key] = json.loads(data[key] or ("{}" if key == "options" else "[]"))
             out.append(JobRecord(**data))
         if dead_ids:
-            with self._locked() as conn:
-                marks = ", ".join("?" for _ in ACTIVE_STATUSES)
-                conn.executemany(
+            marks = ", ".join("?" for _ in ACTIVE_STATUSES)
+            self._write(
+                lambda conn: conn.executemany(
                     f"UPDATE jobs SET status=? WHERE id=? AND status IN ({marks})",  # noqa: S608
                     [(INTERRUPTED, i, *ACTIVE_STATUSES) for i in dead_ids],
                 )
+            )
         return out
 
     def get(self, job_id: str) -> JobRecord | None:

@@ -23,7 +23,7 @@ from ._safetensors_reader import (
     parse_safetensors_header,
 )
 from ._sources._hf import select_quant, split_siblings
-from .errors import NbmodelsError, NotFoundError
+from .errors import NbmodelsError, NotFoundError, Option
 
 __all__ = [
     "INITIAL_READ",
@@ -190,7 +190,11 @@ def _not_valid(src: ByteSource, kind: Format, why: str) -> NbmodelsError:
     what = "GGUF" if kind == "gguf" else "safetensors"
     return NbmodelsError(
         f"{src.name} is not a valid {what} file ({why}).",
-        hint="Check the reference; if the file is on disk, re-download it with --force.",
+        hint=(
+            "Check the reference; if the file is on disk, download it again with ",
+            Option("force", switch=True),
+            ".",
+        ),
     )
 
 

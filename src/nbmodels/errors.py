@@ -20,11 +20,18 @@ Every error says what happened and what to do next. The tree::
 Third-party exceptions (httpx2, huggingface_hub, OSError) are translated at the one place where
 they are caught, with ``raise ... from exc``. No message ever contains a token or the query string
 of a URL: use :func:`nbmodels._redact.redact_url` before putting a URL into a message.
+
+A hint that suggests an option names it with :class:`Option` (``hint=("Choose another disk with
+", Option("dir"), ".")``), never as text: each front end shows the option in its own form through
+:meth:`NbmodelsError.render` (``dir=`` in Python, ``--dir`` on the command line of the CLI and
+the magic). ``str(err)`` is the Python form.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 __all__ = [
     "AccessError",
@@ -36,30 +43,66 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "OfflineError",
+    "Option",
     "RefError",
     "RepoNotFoundError",
 ]
+
+#: How a front end writes options: ``"api"`` (keyword arguments: ``dir=``, ``offline=True``) or
+#: ``"flags"`` (the command line of ``nbmodels`` and ``%model_download``: ``--dir``, ``--offline``).
+Style = Literal["api", "flags"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A download option named in an error's hint; ``switch`` options are given as ``True``
+    (``offline=True`` / ``--offline``), the others take a value (``dir=`` / ``--dir``)."""
+
+    name: str
+    switch: bool = False
+
+    def render(self, style: Style) -> str:
+        if style == "flags":
+            return f"--{self.name}"
+        return f"{self.name}=True" if self.switch else f"{self.name}="
 
 
 class NbmodelsError(Exception):
     """Base class of every nbmodels error.
 
-    ``str(err)`` is the one-line message (fact and next step); ``err.hint`` is the next step alone
-    when there is one.
+    ``str(err)`` is the one-line message (fact and next step) in the Python form;
+    :meth:`render` gives it in another front end's form. ``err.fact`` is the fact alone,
+    ``err.hint`` the next step alone when there is one, and :attr:`suggests` the options the
+    hint names.
     """
 
     hint: str | None = None
+    hint_parts: tuple[str | Option, ...] = ()
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | Sequence[str | Option] | None = None) -> None:
         self.fact = message
         if hint is not None:
-            self.hint = hint
-        full = message if not self.hint else f"{message} {self.hint}"
-        super().__init__(full)
+            self.hint_parts = (hint,) if isinstance(hint, str) else tuple(hint)
+            self.hint = _join(self.hint_parts, "api")
+        super().__init__(self.render("api"))
 
     @property
     def message(self) -> str:
         return str(self)
+
+    @property
+    def suggests(self) -> tuple[str, ...]:
+        """The names of the options the hint suggests (e.g. ``("dir",)``)."""
+        return tuple(p.name for p in self.hint_parts if isinstance(p, Option))
+
+    def render(self, style: Style = "api") -> str:
+        """The message with every option the hint names written in ``style``."""
+        hint = _join(self.hint_parts, style) if self.hint_parts else self.hint
+        return self.fact if not hint else f"{self.fact} {hint}"
+
+
+def _join(parts: Sequence[str | Option], style: Style) -> str:
+    return "".join(p if isinstance(p, str) else p.render(style) for p in parts)
 
 
 class RefError(NbmodelsError, ValueError):
@@ -111,11 +154,19 @@ class IntegrityError(NbmodelsError):
 class InsufficientSpaceError(NbmodelsError, OSError):
     """Not enough free space where the file must go."""
 
-    def __init__(self, message: str, *, needed: int, available: int, path: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: int,
+        available: int,
+        path: str,
+        hint: str | Sequence[str | Option] | None = None,
+    ) -> None:
         self.needed = needed
         self.available = available
         self.path = path
-        NbmodelsError.__init__(self, message)
+        NbmodelsError.__init__(self, message, hint=hint)
 
     def __str__(self) -> str:  # OSError.__str__ would print errno-style text
         return self.args[0] if self.args else ""

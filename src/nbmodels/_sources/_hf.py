@@ -27,7 +27,7 @@ from .._config import env_flag
 from .._options import Options
 from .._refs import REPO_URL_PREFIX, ModelRef, is_sidecar, split_quant_name
 from .._transfer import Credential, FileSpec, TransferResult, origin_of
-from ..errors import NetworkError, NotFoundError, OfflineError
+from ..errors import NetworkError, NotFoundError, OfflineError, Option
 from ._base import Plan, PlannedFile, SourceContext
 from ._hf_storage import CacheRepo, LocalDirRepo
 from ._hub_api import HubApi, HubEntry
@@ -191,11 +191,10 @@ def _choose(ref: ModelRef, options: Options, paths: list[str], repo: str) -> _Wa
         return _Want(files=files, primary=files[0])
     files = _filter(paths, options.include, options.exclude)
     if not files:
-        raise NotFoundError(
-            f"No file of {repo} matches include={list(options.include)} "
-            f"exclude={list(options.exclude)}.",
-            candidates=paths[:20],
-        )
+        given = (("include", options.include), ("exclude", options.exclude))
+        chosen = " and ".join(f"{name} {list(globs)}" for name, globs in given if globs)
+        what = f"is selected by {chosen}" if chosen else "was found"
+        raise NotFoundError(f"No file of {repo} {what}.", candidates=paths[:20])
     return _Want(files=files, primary=None)
 
 
@@ -220,7 +219,11 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
             where = store_cache.root if store_cache is not None else options.dir
             raise OfflineError(
                 f"Offline, and {ref} is not fully on disk (looked in {where}).",
-                hint="Download it once with the network on (unset HF_HUB_OFFLINE / offline=True).",
+                hint=(
+                    "Download it once with the network on (without ",
+                    Option("offline", switch=True),
+                    ", and HF_HUB_OFFLINE unset).",
+                ),
             )
 
     endpoint = hf_endpoint()

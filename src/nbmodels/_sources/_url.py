@@ -20,7 +20,7 @@ from .._paths import UnsafePathError, contained, hidden_sibling, safe_filename, 
 from .._redact import redact_url
 from .._transfer import FileSpec, TransferResult
 from .._transfer._http import split_userinfo
-from ..errors import OfflineError, RefError
+from ..errors import OfflineError, Option, RefError
 from ._base import Plan, PlannedFile
 
 __all__ = ["plan_url", "url_filename"]
@@ -132,7 +132,11 @@ def plan_url(url: str, options: Options) -> Plan:
     if options.offline:
         raise OfflineError(
             f"Offline, and {name} from {redact_url(url)} is not on disk at {target}.",
-            hint="Connect to the network (or unset offline / HF_HUB_OFFLINE) to download it.",
+            hint=(
+                "Download it once with the network on (without ",
+                Option("offline", switch=True),
+                ", and HF_HUB_OFFLINE unset).",
+            ),
         )
     clean, credential = split_userinfo(url)
     spec = FileSpec(

@@ -39,7 +39,7 @@ from .._aio import pick_error
 from .._config import Settings
 from .._progress import format_bytes
 from .._redact import redact_url
-from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError
+from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError, Option
 from ._hasher import PrefixHasher
 from ._http import (
     USER_AGENT,
@@ -420,7 +420,7 @@ class FileTransfer:
         where = self.part_path.parent
         available = shutil.disk_usage(where).free
         if needed + self.settings.space_margin > available:
-            raise _space_error(where, needed, available)
+            raise _space_error(where, needed, available, self.downloaded)
         if _fallocate is None or _fallocate(self._fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0:
             return
         err = ctypes.get_errno()
@@ -428,7 +428,7 @@ class FileTransfer:
             # Give back what the failed call took past the end of the data; the data stays.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, os.fstat(self._fd).st_size)
-            raise _space_error(where, needed, shutil.disk_usage(where).free)
+            raise _space_error(where, needed, shutil.disk_usage(where).free, self.downloaded)
         # Any other answer (EOPNOTSUPP, ENOSYS, ...): this file system cannot reserve; the
         # file is written sparse and a full disk is reported when a write meets it.
 
@@ -917,10 +917,11 @@ class FileTransfer:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 where = self.part_path.parent
                 remaining = (self.size or part.pos + n) - self._written
-                raise _space_error(where, remaining, shutil.disk_usage(where).free) from exc
+                free = shutil.disk_usage(where).free
+                raise _space_error(where, remaining, free, self.downloaded) from exc
             raise
         if written != n:  # short write: the disk filled up between checks
-            raise _space_error(self.part_path.parent, n - written, 0)
+            raise _space_error(self.part_path.parent, n - written, 0, self.downloaded)
         with self.plan.lock:
             part.pos += n
             self.transferred += n
@@ -1113,12 +1114,21 @@ def _size_error(spec: FileSpec, got: int) -> IntegrityError:
     )
 
 
-def _space_error(where: Path, needed: int, available: int) -> InsufficientSpaceError:
+def _space_error(where: Path, needed: int, available: int, kept: int) -> InsufficientSpaceError:
+    """``kept``: bytes of the partial file that stay on disk for a resume (0: nothing)."""
     missing = max(0, needed - available)
+    outcome = (
+        f"the partial download ({format_bytes(kept)}) is kept" if kept else "nothing was written"
+    )
+    again = "run the download again to resume" if kept else "run the download again"
     return InsufficientSpaceError(
         f"Not enough disk space in {where}: the download needs {format_bytes(needed)} more, "
-        f"{format_bytes(available)} is free ({format_bytes(missing)} missing). Free up space "
-        "or pass dir= on another disk; the partial download is kept and will resume.",
+        f"{format_bytes(available)} is free ({format_bytes(missing)} missing); {outcome}.",
+        hint=(
+            f"Free up space and {again}, or choose a directory on another disk with ",
+            Option("dir"),
+            ".",
+        ),
         needed=needed,
         available=available,
         path=str(where),

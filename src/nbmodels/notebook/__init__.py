@@ -2,13 +2,15 @@
 the panel (anywidget; the ESM and CSS ship in ``static/``), and the text fallback.
 
 This is the only package that imports IPython, anywidget and traitlets (docs/notebook.md); the core
-reaches it lazily through :func:`auto_display` and :func:`job_mimebundle`.
+reaches it lazily through :func:`auto_display`, :func:`job_mimebundle` and
+:func:`wait_with_progress`.
 """
 
 from __future__ import annotations
 
 from ._display import auto_display, job_mimebundle, panel, widget_for
 from ._extension import load_ipython_extension, unload_ipython_extension
+from ._text import wait_with_progress
 
 __all__ = [
     "auto_display",
@@ -16,5 +18,6 @@ __all__ = [
     "load_ipython_extension",
     "panel",
     "unload_ipython_extension",
+    "wait_with_progress",
     "widget_for",
 ]

@@ -11,7 +11,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["current_shell", "in_widget_handler", "widget_handler", "widgets_supported"]
+__all__ = [
+    "current_shell",
+    "in_widget_handler",
+    "is_kernel",
+    "widget_handler",
+    "widgets_supported",
+]
 
 _IN_HANDLER: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "nbmodels_in_widget_handler", default=False
@@ -51,7 +57,11 @@ def widgets_supported(shell: Any | None) -> bool:
     forced = os.environ.get(WIDGETS_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1" and importlib.util.find_spec("anywidget") is not None
+    return is_kernel(shell) and importlib.util.find_spec("anywidget") is not None
+
+
+def is_kernel(shell: Any | None) -> bool:
+    """True in a Jupyter kernel (its shell is ipykernel's ``ZMQInteractiveShell``)."""
     if shell is None:
         return False
-    kernel = any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
-    return kernel and importlib.util.find_spec("anywidget") is not None
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)

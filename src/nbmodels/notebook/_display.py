@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._job import Job
 from ._context import current_shell, in_widget_handler, widgets_supported
 from ._state import plain_text
+from ._text import watch
 
 if TYPE_CHECKING:
     from ._widget import JobWidget, PanelWidget
@@ -71,19 +72,25 @@ def job_mimebundle(job: Job, **_kwargs: Any) -> Any:
 def auto_display(job: Job, explicit: bool = False) -> None:
     """Called by :func:`nbmodels.download` (``display=None``: automatic, ``True``: explicit).
 
-    Shows the job's widget in a Jupyter kernel with widget support, from the cell's own thread.
-    Never from a widget's message handler, and automatically never from another thread: output
-    sent from there can land in an unrelated cell.
+    Shows the job's widget in a Jupyter kernel with widget support, from the cell's own thread;
+    in terminal IPython and front ends without widgets, its text line, and waiting for it with
+    ``job.wait()`` then draws its progress line (:mod:`._text`). Never from a widget's message
+    handler, and automatically never from another thread: output sent from there can land in
+    an unrelated cell, or in the middle of the user's prompt.
     """
     if in_widget_handler():
         return
     shell = current_shell()
-    if shell is None or not widgets_supported(shell):
+    if shell is None:
         return
     if not explicit and threading.current_thread() is not threading.main_thread():
         return
     from IPython.display import display
 
+    if not widgets_supported(shell):
+        watch(job)
+        display(job)  # type: ignore[no-untyped-call]
+        return
     widget = widget_for(job)
     with _lock:
         _auto_shown.add((_execution_count(shell), job.id))

@@ -21,13 +21,15 @@ from .._cliopts import (
     options_from_namespace,
     parse_command,
 )
+from .._cliopts import _Parser as _CmdParser
 from .._job import Job
-from .._options import Options
+from .._listing import SHOWN
+from .._options import Options, OptionValueError
 from .._redact import redact_url
 from ..errors import NbmodelsError
 from ._context import widgets_supported
-from ._state import card_details, one_line, plain_text, status_label
-from ._text import TextProgress
+from ._state import card_details, one_line, status_label
+from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
     from .._inspect import ModelCard
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 
 PROG = "%model_download"
+PANEL = "%model_panel"
 MORE = f"See {PROG}? for the accepted forms."
 #: Seconds per wait step (the text line is redrawn between steps; interrupts land in a step).
 WAIT_STEP = 0.5
@@ -113,6 +116,31 @@ def parse_magic(line: str, body: str | None = None) -> tuple[Command, bool]:
     return cmd, bool(ns.inspect)
 
 
+def _panel_limit(line: str) -> int | None:
+    """``%model_panel [--all | -n N]``: how many jobs the text form lists (None: all)."""
+    parser = _CmdParser(prog=PANEL, add_help=False, allow_abbrev=False)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("-n", "--limit", type=int, default=SHOWN)
+    which.add_argument("-a", "--all", action="store_true")
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"{PANEL}: {exc}") from None
+    ns = parser.parse_args(words)
+    if ns.limit < 0:
+        raise UsageError(f"{PANEL}: argument -n/--limit: must be 0 or more, got {ns.limit}")
+    return None if ns.all or ns.limit == 0 else int(ns.limit)
+
+
+def _usage_text(exc: Exception) -> str:
+    """A malformed line or option value, as one line (options named as flags)."""
+    if isinstance(exc, UsageError):
+        return str(exc)
+    if isinstance(exc, OptionValueError):
+        return f"{PROG}: {exc.render('flags')}"
+    return one_line(exc, style="flags")
+
+
 def _help() -> str:
     return _INTRO + _parser().format_help()
 
@@ -165,7 +193,7 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
             _check_inspect(cmd)
         Options.create(**cmd.options)  # check every option before anything starts
     except (ValueError, TypeError) as exc:
-        _error(str(exc) if isinstance(exc, UsageError) else one_line(exc))
+        _error(_usage_text(exc))
         return None
     if card_only:
         return run_inspect(cmd)
@@ -174,13 +202,18 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     progress: TextProgress | None = None
     failed = False
     try:
+        # In text mode the magic shows the jobs itself (the line below, or Out for -b).
+        show = False if cmd.quiet or text_mode else None
         for ref in cmd.refs:
             try:
-                jobs.append(download(ref, display=False if cmd.quiet else None, **cmd.options))
+                jobs.append(download(ref, display=show, **cmd.options))
             except (NbmodelsError, ValueError, TypeError) as exc:
-                _error(one_line(exc, more=MORE))
+                _error(one_line(exc, more=MORE, style="flags"))
                 failed = True
         if cmd.background:
+            if text_mode:
+                for job in jobs:
+                    watch(job)  # job.wait() later draws its progress line
             if not jobs or (failed and len(cmd.refs) == 1):
                 return None
             return jobs[0] if len(cmd.refs) == 1 else jobs
@@ -196,7 +229,7 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     paths: list[Path] = []
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, BaseException):
-            _error(one_line(result, more=MORE))
+            _error(one_line(result, more=MORE, style="flags"))
             failed = True
         else:
             paths.append(result)
@@ -236,7 +269,7 @@ def run_inspect(cmd: Command) -> Any:
         try:
             card = inspect(ref, **cmd.options)
         except (NbmodelsError, ValueError, TypeError) as exc:
-            _error(one_line(exc, more=MORE))
+            _error(one_line(exc, more=MORE, style="flags"))
             failed = True
             continue
         except KeyboardInterrupt:
@@ -289,8 +322,14 @@ class ModelMagics(Magics):
     def model_panel(self, line: str = "") -> None:
         """Show every download of this and earlier sessions, live, newest first, with a form to
         start one and buttons to retry, pause, resume and cancel (same as ``nbmodels.panel()``).
-        Outside a widget front end, prints one line per job."""
-        del line
+
+        Outside a widget front end, prints one line per job: the newest 10, or the newest N
+        with ``-n N`` / ``--limit N``, or all of them with ``--all``."""
+        try:
+            limit = _panel_limit(line)
+        except UsageError as exc:
+            _error(str(exc))
+            return
         if widgets_supported(self.shell):
             from ._display import panel
 
@@ -298,8 +337,4 @@ class ModelMagics(Magics):
             return
         import nbmodels
 
-        jobs = nbmodels.history()
-        if not jobs:
-            print("No downloads yet.")
-        for job in jobs:
-            print(plain_text(job.snapshot()))
+        print(panel_text(nbmodels.history(), limit))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
+from .._listing import job_label, reason
 from .._progress import ACTIVE_STATUSES, INTERRUPTED, JobSnapshot, format_bytes, format_progress
-from ..errors import NbmodelsError
+from ..errors import NbmodelsError, Style
 
 if TYPE_CHECKING:
     from .._inspect import ModelCard
@@ -53,15 +53,9 @@ def status_label(status: str) -> str:
 
 
 def display_name(snap: JobSnapshot) -> str:
-    """A short name for the job: its only file, else the reference (a URL's file name)."""
-    if len(snap.files) == 1 and snap.files[0].name:
-        return snap.files[0].name
-    ref = snap.ref
-    if "://" in ref:
-        path = urlsplit(ref).path.rstrip("/")
-        tail = unquote(path.rsplit("/", 1)[-1]) if path else ""
-        return tail or ref
-    return ref
+    """The job's name: :func:`nbmodels._listing.job_label` (the reference; a URL's file name),
+    the same in the widgets, the text forms and ``nbmodels jobs``, whatever the job's state."""
+    return job_label(snap.ref)
 
 
 def short_path(path: str) -> str:
@@ -102,24 +96,27 @@ def job_state(snap: JobSnapshot, *, read_only: bool = False) -> dict[str, Any]:
     return data
 
 
-def plain_text(snap: JobSnapshot) -> str:
+def plain_text(snap: JobSnapshot, *, reason_width: int | None = None) -> str:
     """The one-line ``text/plain`` form: ``model.gguf — downloading · 1.2 GB / 4.5 GB · 27% ...``
-    (with the path once done, the error once failed)."""
+    (with the path once done, the error once failed: whole, or its fact cut to
+    ``reason_width`` characters in a listing)."""
     head = f"{display_name(snap)} — {status_label(snap.status)}"
     if snap.error:
-        return f"{head}: {snap.error.splitlines()[0]}"
+        why = snap.error.splitlines()[0] if reason_width is None else reason(snap, reason_width)
+        return f"{head}: {why}"
     text = format_progress(snap.progress, status=snap.status)
     if snap.status in ("completed", "already_downloaded") and snap.path:
         return f"{head} · {text} · {snap.path}"
     return f"{head} · {text}"
 
 
-def one_line(exc: BaseException, *, more: str = "") -> str:
+def one_line(exc: BaseException, *, more: str = "", style: Style = "api") -> str:
     """``Type: fact and next step`` on one line (what the magic and the widgets show of an
-    error). A hint that spans several lines (a list of accepted forms) is replaced by ``more``."""
+    error), options named in ``style`` (``"flags"`` for the magic). A hint that spans several
+    lines (a list of accepted forms) is replaced by ``more``."""
     if isinstance(exc, NbmodelsError):
         hint = exc.hint or ""
-        text = exc.fact if "\n" in hint else str(exc)
+        text = exc.fact if "\n" in hint else exc.render(style)
         if "\n" in hint and more:
             text = f"{text} {more}"
     else:

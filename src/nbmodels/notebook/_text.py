@@ -1,31 +1,46 @@
-"""The text fallback: one carriage-return-updated progress line (terminal IPython, front ends
-without widgets), written by the thread that waits — never by a background thread, whose output
-could land in an unrelated cell."""
+"""The text fallback (terminal IPython, front ends without widgets): a progress line written
+by the thread that waits — the magic's, or the user's in :meth:`nbmodels.Job.wait` — never by a
+background thread, whose output could land in an unrelated cell or break the prompt.
+
+On a terminal (and in a Jupyter kernel, whose front ends honour ``\\r``) the line is redrawn in
+place; elsewhere (a pipe, a log) a line is printed when a status changes, so logs stay readable.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from .._job import Job
+from .._listing import REASON_WIDTH, SHOWN, newest, older_line
 from .._progress import Progress, format_progress, group_retry
-from ._state import display_name, status_label
+from ._context import current_shell, is_kernel
+from ._state import display_name, plain_text, status_label
 
-__all__ = ["TextProgress", "progress_line"]
+__all__ = ["TextProgress", "panel_text", "progress_line", "wait_with_progress", "watch"]
 
 #: Seconds between two redraws (2 per second).
 REDRAW = 0.5
+#: Seconds per wait step of :func:`wait_with_progress` (the line is redrawn between steps).
+WAIT_STEP = 0.5
+
+#: Ids of the jobs shown as text (by ``download()`` or ``%model_download -b``): waiting for
+#: one of them in the main thread draws its progress line.
+_watched: set[str] = set()
+_watched_lock = threading.Lock()
 
 
 def progress_line(jobs: Sequence[Job]) -> str:
-    """``model.gguf: downloading · 1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42``; several
+    """``model.gguf — downloading · 1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42``; several
     jobs are summed: ``2 downloads (1 done): 1.2 GB / 4.5 GB · ...``."""
     snaps = [j.snapshot() for j in jobs]
     if len(snaps) == 1:
         s = snaps[0]
-        return f"{display_name(s)}: {status_label(s.status)} · " + format_progress(
+        return f"{display_name(s)} — {status_label(s.status)} · " + format_progress(
             s.progress, status=s.status
         )
     done = sum(1 for s in snaps if s.done)
@@ -42,20 +57,38 @@ def progress_line(jobs: Sequence[Job]) -> str:
     return f"{len(snaps)} downloads ({done} done): " + format_progress(agg, status=status)
 
 
-class TextProgress:
-    """Redraws :func:`progress_line` in place on ``stream`` (default: ``sys.stdout`` at the time
-    of each write, which in a kernel is the running cell's output)."""
+def _in_place(stream: TextIO) -> bool:
+    """Redraw in place on a terminal and in a kernel; append lines elsewhere."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        tty = bool(isatty()) if isatty is not None else False
+    except ValueError:  # a closed stream
+        tty = False
+    return tty or is_kernel(current_shell())
 
-    def __init__(self, jobs: Sequence[Job], stream: TextIO | None = None) -> None:
+
+class TextProgress:
+    """Draws :func:`progress_line` on ``stream`` (default: ``sys.stdout`` at the time of each
+    write, which in a kernel is the running cell's output): redrawn in place when
+    ``in_place`` (default: on a terminal or in a kernel), else one line per status change."""
+
+    def __init__(
+        self, jobs: Sequence[Job], stream: TextIO | None = None, *, in_place: bool | None = None
+    ) -> None:
         self._jobs = list(jobs)
         self._stream = stream
+        self._in_place = _in_place(self._out()) if in_place is None else in_place
         self._width = 0
         self._last = 0.0
+        self._statuses: tuple[str, ...] | None = None
 
     def _out(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stdout
 
     def update(self, *, force: bool = False) -> None:
+        if not self._in_place:
+            self._append()
+            return
         now = time.monotonic()
         if not force and now - self._last < REDRAW:
             return
@@ -67,10 +100,58 @@ class TextProgress:
         out.write("\r" + line + pad)
         out.flush()
 
+    def _append(self) -> None:
+        """A line when a job's status changed since the last one."""
+        statuses = tuple(job.status for job in self._jobs)
+        if statuses == self._statuses:
+            return
+        self._statuses = statuses
+        out = self._out()
+        out.write(progress_line(self._jobs) + "\n")
+        out.flush()
+
     def close(self) -> None:
         """Draw the last state and end the line."""
         if self._jobs:
             self.update(force=True)
-            self._out().write("\n")
-            self._out().flush()
+            if self._in_place:
+                self._out().write("\n")
+                self._out().flush()
             self._jobs = []
+
+
+def watch(job: Job) -> None:
+    """From now on, waiting for ``job`` in the main thread draws its progress line."""
+    with _watched_lock:
+        _watched.add(job.id)
+
+
+def wait_with_progress(job: Job, result: Callable[[float | None], Path]) -> Path:
+    """``job.wait()`` (``result`` is its plain wait): for a watched job, in the main thread,
+    wait in steps and draw the text progress line between them; else just wait."""
+    with _watched_lock:
+        watched = job.id in _watched
+    if not watched or threading.current_thread() is not threading.main_thread():
+        return result(None)
+    progress = TextProgress([job])
+    try:
+        while True:
+            progress.update()
+            try:
+                return result(WAIT_STEP)
+            except TimeoutError:
+                continue
+    finally:
+        progress.close()
+
+
+def panel_text(jobs: Sequence[Job], limit: int | None = SHOWN) -> str:
+    """``%model_panel`` without widgets: one line per job, the newest ``limit`` (None: all),
+    then how many older ones there are."""
+    if not jobs:
+        return "No downloads yet."
+    shown, hidden = newest(jobs, limit)
+    lines = [plain_text(job.snapshot(), reason_width=REASON_WIDTH) for job in shown]
+    if hidden:
+        lines.append(older_line(hidden, "%model_panel --all"))
+    return "\n".join(lines)
