@@ -615,9 +615,9 @@ def test_kernel_without_widget_libraries_shows_text_and_no_warning(
     assert [o["text"] for o in outputs if o.get("name") == "stderr"] == []
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
     magic = "".join(o["text"] for o in nb.cells[1].outputs)
-    assert "\ra.bin: completed · 600.0 kB / 600.0 kB · 100%" in magic
+    assert "\ra.bin — completed · 600.0 kB / 600.0 kB · 100%" in magic
     assert magic.endswith(f"completed: {out / 'a.bin'}\n")
-    (job_out,) = nb.cells[2].outputs
+    (job_out,) = [o for o in nb.cells[2].outputs if o["output_type"] == "execute_result"]
     assert job_out["data"]["text/plain"].startswith("b.bin — completed · 300.0 kB / 300.0 kB")
     assert "a.bin — completed" in "".join(o["text"] for o in nb.cells[3].outputs)
     panel = nb.cells[4].outputs[0]["text"]

@@ -267,7 +267,7 @@ def test_notebook_text_and_widget_state_show_the_retry() -> None:
         def snapshot(self) -> JobSnapshot:
             return snap
 
-    line = "m.bin: downloading · 0 B · retrying in 4 s: connection refused"
+    line = "m.bin — downloading · 0 B · retrying in 4 s: connection refused"
     assert progress_line([FakeJob()]) == line  # type: ignore[list-item]
     assert progress_line([FakeJob(), FakeJob()]) == (  # type: ignore[list-item]
         "2 downloads (0 done): 0 B · retrying in 4 s: connection refused"

@@ -41,7 +41,7 @@ from ._config import Settings, env_flag, nbmodels_home
 from ._extract._job import unpack_job, unpacked_already
 from ._fserrors import fs_error
 from ._job import Job, _FileState
-from ._options import Options
+from ._options import Options, OptionValueError
 from ._paths import hidden_sibling
 from ._progress import INTERRUPTED, format_bytes
 from ._redact import redact_text, redact_url
@@ -185,10 +185,11 @@ class Engine:
         ref = _clean_ref(ref)
         parsed = parse_ref(ref)  # RefError now, in the caller's thread, for bad syntax
         if options.remove_archive and parsed.kind != "url" and options.dir is None:
-            raise ValueError(
-                "remove_archive cannot delete a file from the Hugging Face cache (other "
-                "snapshots may share its blob, and huggingface_hub would fetch it again): "
-                "download into a folder of your own with dir=, or keep the archive"
+            raise OptionValueError(
+                "remove_archive",
+                "cannot delete a file from the Hugging Face cache (other snapshots may share "
+                "its blob, and huggingface_hub would fetch it again): download into a folder "
+                "of your own with dir, or keep the archive",
             )
         key = _job_key(ref if parsed.kind == "url" else str(parsed), options)
         loop = self._ensure_started()

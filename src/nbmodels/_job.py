@@ -435,7 +435,7 @@ class Job:
 
 def _text_waiter() -> Callable[[Job, Callable[[float | None], Path]], Path] | None:
     """The notebook layer's wait with a text progress line, when that layer is loaded (the core
-    never imports it: DESIGN §1)."""
+    never imports it: docs/notebook.md)."""
     module = sys.modules.get("nbmodels.notebook")
     waiter = getattr(module, "wait_with_progress", None)
     return waiter if callable(waiter) else None

@@ -63,7 +63,7 @@ class Option:
 
     def render(self, style: Style) -> str:
         if style == "flags":
-            return f"--{self.name}"
+            return "--" + self.name.replace("_", "-")
         return f"{self.name}=True" if self.switch else f"{self.name}="
 
 
@@ -194,6 +194,12 @@ class ArchiveError(NbmodelsError):
     when one member is to blame.
     """
 
-    def __init__(self, message: str, *, member: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        member: str | None = None,
+        hint: str | Sequence[str | Option] | None = None,
+    ) -> None:
         self.member = member
         super().__init__(message, hint=hint)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._paths import hidden_sibling
-from ..errors import ArchiveError, CanceledError, InsufficientSpaceError
+from ..errors import ArchiveError, CanceledError, InsufficientSpaceError, Option
 from ._detect import archive_format, not_an_archive
 from ._names import MARKER, ExtractLimits, Format, Totals, shown
 from ._read import unpack
@@ -263,7 +263,7 @@ def _taken(dest: Path) -> ArchiveError:
         why = "is taken by a file or link"
     return ArchiveError(
         f"Cannot unpack into {dest}: it already exists and {why}.",
-        hint="Move it away, or pass force=True (--force) to replace it.",
+        hint=("Move it away, or pass ", Option("force", switch=True), " to replace it."),
     )
 
 

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, Option
 
 __all__ = [
     "CHUNK",
@@ -169,5 +169,5 @@ def damaged(archive: str, exc: BaseException) -> ArchiveError:
     return ArchiveError(
         f"Cannot unpack {archive}: it is damaged or not what its format says "
         f"({type(exc).__name__}).",
-        hint="Download it again with force=True; nothing was unpacked.",
+        hint=("Download it again with ", Option("force", switch=True), "; nothing was unpacked."),
     )
