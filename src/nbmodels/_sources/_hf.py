@@ -317,12 +317,14 @@ def _plan_file(
         place = cache.placement(commit, entry.path, entry.etag)
         if not options.force and cache.present(place, entry.size):
             return PlannedFile(entry.path, place.path, size=entry.size)
+        cache.prepare()
         after: Callable[[TransferResult], None] = lambda _r: cache.link(place)  # noqa: E731
         recheck: Callable[[], bool] | None = (
             None if options.force else (lambda: cache.present(place, entry.size))
         )
     else:
         assert local is not None
+        local.prepare()
         place = local.placement(entry.path)
         if not options.force and local.present(entry.path, entry.etag, entry.size):
             return PlannedFile(entry.path, place.path, size=entry.size)
