@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,9 @@ def test_bookkeeping_files_match_what_huggingface_hub_writes(
 
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     nbmodels.resolve(f"hf:{ids.gguf}/config.json", dir=ours)
-    hf_hub_download(ids.gguf, "config.json", local_dir=theirs, endpoint=hub.endpoint)
+    hf_hub_download(
+        ids.gguf, "config.json", local_dir=theirs, endpoint=hub.endpoint, cache_dir=tmp_path / "c"
+    )
     for name in (".gitignore", "CACHEDIR.TAG"):
         mine = (ours / ".cache" / "huggingface" / name).read_bytes()
         assert mine == (theirs / ".cache" / "huggingface" / name).read_bytes(), name
@@ -92,3 +95,98 @@ def test_cache_directory_is_tagged_as_huggingface_hub_tags_it(
     nbmodels.resolve(f"hf:{ids.gguf}/config.json")
     tag = Path(os.environ["HF_HOME"]) / "hub" / "CACHEDIR.TAG"
     assert tag.read_text() == CACHEDIR_TAG_CONTENT
+
+
+# -- item 12: rm removes huggingface_hub 2.x's trees/<commit>.json -------------------------------
+
+
+def _snapshot_download(hub: HubEmulator, repo_id: str, revision: str = "main") -> Path:
+    """Download with the real huggingface_hub (2.x writes ``trees/<commit>.json``)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(repo_id, revision=revision, endpoint=hub.endpoint, cache_dir=_cache())
+    )
+
+
+def _cache() -> Path:
+    return Path(os.environ["HF_HOME"]) / "hub"  # huggingface_hub read HF_HOME once, at import
+
+
+def _scan_warnings() -> list[str]:
+    from huggingface_hub import scan_cache_dir
+
+    return [str(w) for w in scan_cache_dir(_cache()).warnings]
+
+
+def test_rm_of_a_repo_huggingface_hub_downloaded_leaves_nothing(
+    hub: HubEmulator, ids: StandardRepos
+) -> None:
+    from nbmodels._cli import main
+
+    snapshot = _snapshot_download(hub, ids.safetensors)
+    root = snapshot.parents[1]
+    assert [p.name for p in (root / "trees").iterdir()] == [f"{snapshot.name}.json"]
+    assert main(["rm", ids.safetensors]) == 0
+    assert not root.exists()
+    assert _scan_warnings() == []
+
+
+def test_rm_of_one_revision_removes_only_its_tree_listing(
+    hub: HubEmulator, ids: StandardRepos
+) -> None:
+    from nbmodels._cache_remove import remove
+
+    main_snap = _snapshot_download(hub, ids.gguf)
+    dev_snap = _snapshot_download(hub, ids.gguf, revision="dev")
+    root = main_snap.parents[1]
+    done = remove(f"{ids.gguf}#dev")
+    assert done.snapshots_removed == (dev_snap.name,)
+    assert sorted(p.name for p in (root / "trees").iterdir()) == [f"{main_snap.name}.json"]
+    assert _scan_warnings() == []
+    remove(ids.gguf)
+    assert not root.exists()
+    assert _scan_warnings() == []
+
+
+def test_rm_dry_run_keeps_the_tree_listings(hub: HubEmulator, ids: StandardRepos) -> None:
+    from nbmodels._cache_remove import remove
+
+    snapshot = _snapshot_download(hub, ids.safetensors)
+    remove(ids.safetensors, dry_run=True)
+    assert (snapshot.parents[1] / "trees" / f"{snapshot.name}.json").is_file()
+
+
+def test_rm_of_a_whole_repo_also_removes_stale_leftovers(
+    hub: HubEmulator, ids: StandardRepos
+) -> None:
+    """Listings of commits without a snapshot, markers and partial data of an ended download
+    would keep the folder alive without snapshots/ (a corrupt repo for scan_cache_dir)."""
+    from nbmodels._cache_remove import remove
+
+    snapshot = _snapshot_download(hub, ids.safetensors)
+    root = snapshot.parents[1]
+    (root / "trees" / ("f" * 40 + ".json")).write_text("{}")
+    (root / ".no_exist" / ("e" * 40)).mkdir(parents=True)
+    (root / "blobs" / (".%s.nbmodels.part" % ("a" * 64))).write_bytes(b"partial")
+    remove(ids.safetensors)
+    assert not root.exists()
+    assert _scan_warnings() == []
+
+
+def test_rm_leaves_a_repo_folder_whose_download_is_running(
+    hub: HubEmulator, ids: StandardRepos
+) -> None:
+    import filelock
+
+    from nbmodels._cache_remove import remove
+
+    snapshot = _snapshot_download(hub, ids.safetensors)
+    root = snapshot.parents[1]
+    partial = root / "blobs" / (".%s.nbmodels.part" % ("a" * 64))
+    partial.write_bytes(b"partial")
+    lock = filelock.FileLock(_cache() / ".locks" / root.name / f"{'a' * 64}.lock")
+    with lock, ThreadPoolExecutor(1) as pool:  # filelock is re-entrant within one thread
+        pool.submit(remove, ids.safetensors).result()
+    assert partial.read_bytes() == b"partial"
+    assert not (root / "snapshots").exists()
