@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx2
@@ -29,6 +30,7 @@ from .._refs import REPO_URL_PREFIX, ModelRef, is_sidecar, split_quant_name
 from .._transfer import Credential, FileSpec, TransferResult, origin_of
 from ..errors import NetworkError, NotFoundError, OfflineError
 from ._base import Plan, PlannedFile, SourceContext
+from ._digest import check_hub_sha256, check_on_disk, digest_target
 from ._hf_storage import CacheRepo, LocalDirRepo
 from ._hub_api import HubApi, HubEntry
 
@@ -259,13 +261,19 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
     by_path = {e.path: e for e in entries}
     want = _choose(ref, options, sorted(by_path), repo_name)
     chosen = [by_path[p] for p in want.files]
+    checked = None
+    if options.sha256 is not None:
+        checked = digest_target(ref, want.files)
+        check_hub_sha256(checked, by_path[checked].sha256, options.sha256)
 
     base_url = f"{endpoint}/{_TYPE_PREFIX[ref.repo_type]}{ref.repo_id}/resolve/{commit}/"
+    stores = (store_cache, store_dir)
     files: list[PlannedFile] = []
     for entry in chosen:
+        expected = options.sha256 if entry.path == checked else None
         files.append(
             await asyncio.to_thread(
-                _plan_file, entry, commit, options, store_cache, store_dir, base_url, api
+                _plan_file, entry, commit, options, expected, stores, base_url, api
             )
         )
 
@@ -299,13 +307,19 @@ def _plan_file(
     entry: HubEntry,
     commit: str,
     options: Options,
-    cache: CacheRepo | None,
-    local: LocalDirRepo | None,
+    expected: str | None,
+    stores: tuple[CacheRepo | None, LocalDirRepo | None],
     base_url: str,
     api: HubApi,
 ) -> PlannedFile:
-    """One file: present already, or a FileSpec with its digests (runs on a worker thread)."""
+    """One file: present already, or a FileSpec with its digests (runs on a worker thread).
+
+    ``expected`` is the user's sha256 when it applies to this file: a present file must have
+    it, and a small git file's transfer checks it besides the git blob SHA-1 (an LFS file's
+    Hub sha256 was compared with it already).
+    """
     credential = api.credential
+    cache, local = stores
 
     def on_error(response: httpx2.Response) -> Exception | None:
         """Hub answers (gated, missing, rate limited) get the Hub's own messages."""
@@ -313,28 +327,37 @@ def _plan_file(
             return None
         return api.error_for(response, revision=commit, path=entry.path)
 
+    def matches(path: Path, blob: str | None) -> bool:
+        if expected is not None:
+            check_on_disk(entry.path, path, expected, blob)
+        return True
+
     if cache is not None:
         place = cache.placement(commit, entry.path, entry.etag)
-        if not options.force and cache.present(place, entry.size):
+
+        def present() -> bool:
+            return cache.present(place, entry.size) and matches(place.path, None)
+
+        if not options.force and present():
             return PlannedFile(entry.path, place.path, size=entry.size)
         cache.prepare()
         after: Callable[[TransferResult], None] = lambda _r: cache.link(place)  # noqa: E731
-        recheck: Callable[[], bool] | None = (
-            None if options.force else (lambda: cache.present(place, entry.size))
-        )
     else:
         assert local is not None
         local.prepare()
         place = local.placement(entry.path)
-        if not options.force and local.present(entry.path, entry.etag, entry.size):
+
+        def present() -> bool:
+            return local.present(entry.path, entry.etag, entry.size) and matches(
+                place.path, entry.etag
+            )
+
+        if not options.force and present():
             return PlannedFile(entry.path, place.path, size=entry.size)
 
         def after(_r: TransferResult) -> None:
             local.write_metadata(entry.path, commit, entry.etag)
 
-        recheck = (
-            None if options.force else (lambda: local.present(entry.path, entry.etag, entry.size))
-        )
     spec = FileSpec(
         on_error=on_error,
         name=entry.path,
@@ -342,13 +365,18 @@ def _plan_file(
         target=place.target,
         key=f"hf-blob:{entry.etag}",
         size=entry.size,
-        sha256=entry.sha256 if entry.sha256 else None,
+        sha256=entry.sha256 or expected,
         git_sha1=None if entry.sha256 else entry.blob_id,
         credential=credential,
         lock_path=place.lock,
     )
     return PlannedFile(
-        entry.path, place.path, size=entry.size, spec=spec, after=after, recheck=recheck
+        entry.path,
+        place.path,
+        size=entry.size,
+        spec=spec,
+        after=after,
+        recheck=None if options.force else present,
     )
 
 
@@ -394,5 +422,9 @@ def _plan_from_disk(
         except OSError:
             return None
         files.append(PlannedFile(p, full, size=size))
+    if options.sha256 is not None:
+        target = digest_target(ref, want.files)
+        meta = local.read_metadata(target) if local is not None else None
+        check_on_disk(target, root / target, options.sha256, meta[1] if meta else None)
     primary = root / want.primary if want.primary else (root / want.folder if want.folder else root)
     return Plan(files=files, primary=primary, description=repo_name)
