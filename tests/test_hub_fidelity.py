@@ -190,3 +190,66 @@ def test_rm_leaves_a_repo_folder_whose_download_is_running(
         pool.submit(remove, ids.safetensors).result()
     assert partial.read_bytes() == b"partial"
     assert not (root / "snapshots").exists()
+
+
+# -- item 14: round trips for a gated or a missing file ------------------------------------------
+
+
+def _hub_calls(hub: HubEmulator) -> list[tuple[str, str, int]]:
+    return [(r.method, r.path, r.status) for r in hub.requests]
+
+
+def test_a_gated_file_without_a_token_costs_one_request(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    with pytest.raises(nbmodels.AccessError) as info:
+        nbmodels.resolve(f"hf:{ids.gated}/config.json")
+    message = str(info.value)
+    assert "is gated" in message and f"Open {hub.endpoint}/{ids.gated}, accept" in message
+    assert "set HF_TOKEN" in message
+    assert _hub_calls(hub) == [("GET", f"/api/models/{ids.gated}", 200)]  # huggingface_hub: 1
+
+
+def test_a_missing_file_costs_one_request_and_names_candidates(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    with pytest.raises(nbmodels.NotFoundError) as info:
+        nbmodels.resolve(f"hf:{ids.gguf}/Tiny-Q4_K_S.gguf")
+    err = info.value
+    assert err.candidates[0] == "Tiny-Q4_K_M.gguf"
+    assert "Similar files: Tiny-Q4_K_M.gguf" in str(err)
+    assert _hub_calls(hub) == [("GET", f"/api/models/{ids.gguf}", 200)]  # huggingface_hub: 1
+    hub.clear_log()
+    with pytest.raises(nbmodels.NotFoundError) as info:
+        nbmodels.resolve(f"hf:{ids.gguf}:Q5_K_M")
+    assert set(info.value.candidates) == {"F16", "Q4_K_M", "Q8_0"}
+    assert len(_hub_calls(hub)) == 1
+
+
+def test_a_gated_repo_already_on_disk_needs_no_token(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    """The early refusal only happens when something must be downloaded."""
+    nbmodels.resolve(ids.gated, token=ids.token)
+    job = nbmodels.download(ids.gated)  # not pinned: the Hub is asked, the files are there
+    job.wait(30)
+    assert job.status == "already_downloaded"
+
+
+def test_without_a_usable_file_list_the_listing_decides(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    """Very large repositories (the Hub may truncate their siblings): the tree or paths-info
+    listing answers, and a gated repository is still refused before any content request."""
+    hub.add_repo("big/gated", {"config.json": "{}\n"}, gated=True, info={"siblings": []})
+    hub.add_repo("big/open", {"a/config.json": "{}\n"}, info={"siblings": []})
+    with pytest.raises(nbmodels.AccessError, match="is gated"):
+        nbmodels.resolve("hf:big/gated/config.json")
+    calls = [c[1] for c in _hub_calls(hub)]
+    assert calls[0] == "/api/models/big/gated" and calls[1].startswith("/api/models/big/gated/")
+    assert len(calls) == 2  # no content request
+    hub.clear_log()
+    with pytest.raises(nbmodels.NotFoundError):
+        nbmodels.resolve("hf:big/open/config.json")
+    assert len(_hub_calls(hub)) == 2
+    assert nbmodels.resolve("hf:big/open/a/config.json").read_text() == "{}\n"
