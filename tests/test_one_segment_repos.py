@@ -316,3 +316,25 @@ def test_rm_verify_and_ls_take_a_repository_without_owner(
     assert main(["rm", f"hf:{LEGACY}/README.md"]) == 0
     assert main(["rm", LEGACY]) == 0  # the bare name `nbmodels ls` shows
     assert not (cache() / "models--tiny-legacy").exists()
+
+
+def test_remote_sessions_pick_the_reading_the_hub_knows(
+    hub: HubEmulator, ids: StandardRepos
+) -> None:
+    """``inspect`` and ``verify`` open their Hub session here: one request decides, and the
+    chosen reading's repository info is not asked for twice."""
+    from nbmodels._config import Settings
+    from nbmodels._options import Options
+    from nbmodels._remote import hub_session, run_sync
+
+    async def probe() -> tuple[ModelRef, str]:
+        ref = parse_ref(f"hf:{LEGACY}/config.json")
+        async with hub_session(ref, Options(), Settings.from_env()) as session:
+            return session.ref, await session.api.commit(None)
+
+    chosen, commit = run_sync(probe)
+    assert chosen == hf(LEGACY, path="config.json") and commit == hub.repo(LEGACY).sha
+    assert [c[1] for c in hub_calls(hub)] == [
+        "/api/models/tiny-legacy/config.json",
+        "/api/models/tiny-legacy",
+    ]

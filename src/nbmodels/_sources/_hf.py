@@ -270,7 +270,6 @@ def _plan_file(
         after: Callable[[TransferResult], None] = lambda _r: cache.link(place)  # noqa: E731
     else:
         assert local is not None
-        local.prepare()
         place = local.placement(entry.path)
 
         def present() -> bool:
@@ -280,6 +279,7 @@ def _plan_file(
 
         if not options.force and present():
             return PlannedFile(entry.path, place.path, size=entry.size)
+        local.prepare()
 
         def after(_r: TransferResult) -> None:
             local.write_metadata(entry.path, commit, entry.etag)

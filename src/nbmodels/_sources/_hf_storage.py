@@ -190,9 +190,10 @@ class LocalDirRepo:
         huggingface_hub puts there, so the metadata and lock files stay out of git and
         backups (``dir=.`` in a checkout)."""
         base = self.root / ".cache" / "huggingface"
-        base.mkdir(parents=True, exist_ok=True)
-        _write_once(base / "CACHEDIR.TAG", CACHEDIR_TAG_CONTENT)
-        _write_once(base / ".gitignore", "*")
+        with contextlib.suppress(OSError):  # an unwritable dir fails later, where it is written
+            base.mkdir(parents=True, exist_ok=True)
+            _write_once(base / "CACHEDIR.TAG", CACHEDIR_TAG_CONTENT)
+            _write_once(base / ".gitignore", "*")
 
     def placement(self, path: str) -> Placement:
         target = contained(self.root, path)
