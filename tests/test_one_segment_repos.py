@@ -279,6 +279,11 @@ def test_an_existing_owner_repo_wins_over_the_repository_without_owner(
     job.wait(30)
     assert [p.name for p in job.paths] == ["weights.bin"]
     assert [c[1] for c in hub_calls(hub)][:1] == ["/api/models/tiny-legacy/config.json"]
+    nbmodels.resolve(f"hf:{LEGACY} config.json")  # the other reading, cached too
+    hub.clear_log()
+    again = nbmodels.download(f"hf:{LEGACY}/config.json", offline=True)  # the cache decides
+    again.wait(30)
+    assert [p.name for p in again.paths] == ["weights.bin"] and hub.requests == []
 
 
 def test_when_neither_reading_exists_the_error_names_both(

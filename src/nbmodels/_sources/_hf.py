@@ -7,7 +7,7 @@ text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` o
 1. Offline (``offline=True`` or ``HF_HUB_OFFLINE``): only the disk is consulted; zero requests.
 2. Pinned (a quant, file or folder) and fully on disk for the cached ``refs/<revision>`` commit:
    ``already_downloaded`` with zero requests (unless ``force``). The cache decides between
-   readings: only the repository whose folder is there can be on disk.
+   readings: the first whose repository folder it holds (owner/repo first, as online).
 3. Otherwise ask the Hub, one request: the repository at the revision (its commit, whether it
    is gated, its file list). A reading whose repository the Hub does not know passes to the
    next one (one more request). From the file list, select the files (quant rules, split
@@ -78,9 +78,9 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
     revision = options.revision or ref.revision
     offline = options.offline or env_flag("HF_HUB_OFFLINE")
     readings = ref.readings
+    on_disk = _disk_readings(readings, options)
     if offline or not options.force:
-        wanted = [r for r in readings if offline or r.pinned]
-        local = await _from_disk(wanted, options, revision)
+        local = await _from_disk([r for r in on_disk if offline or r.pinned], options, revision)
         if local is not None:
             return local
     if offline:
@@ -109,18 +109,31 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
         reading, api, info = await find_repo(readings, revision, make_api)
     except NetworkError:
         # The Hub is unreachable: an unpinned reference may still use the cached refs.
-        local = await _from_disk([r for r in readings if not r.pinned], options, revision)
+        local = await _from_disk([r for r in on_disk if not r.pinned], options, revision)
         if local is None:
             raise
         return local
     return await _plan_online(reading, options, revision, api, info)
 
 
+def _disk_readings(readings: Sequence[ModelRef], options: Options) -> list[ModelRef]:
+    """The readings the disk may answer for. In the cache, the first one whose repository
+    folder exists (owner/repo first, as online); in a ``dir=`` folder, which records no
+    repository, every one: files and folders before whole repositories."""
+    if options.dir is not None:
+        return sorted(readings, key=lambda r: not r.pinned)
+    for reading in readings:
+        cache, _ = _stores(reading, options)
+        if cache is not None and cache.root.is_dir():
+            return [reading]
+    return []
+
+
 async def _from_disk(
     readings: Sequence[ModelRef], options: Options, revision: str | None
 ) -> Plan | None:
-    """The first reading fully on disk (files and folders before whole repositories)."""
-    for reading in sorted(readings, key=lambda r: not r.pinned):
+    """The first of ``readings`` fully on disk."""
+    for reading in readings:
         plan = await asyncio.to_thread(_plan_from_disk, reading, options, revision)
         if plan is not None:
             return plan
