@@ -343,3 +343,28 @@ def test_remote_sessions_pick_the_reading_the_hub_knows(
         "/api/models/tiny-legacy/config.json",
         "/api/models/tiny-legacy",
     ]
+
+
+def test_a_renamed_repository_without_owner_follows_the_hub(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    """Most such ids moved to an organisation (gpt2 -> openai-community/gpt2) and the Hub
+    redirects the old name (a 307 on its own origin); the cache folder keeps the name asked
+    for, as huggingface_hub's."""
+    hub.rename_repo(LEGACY, "nbm-test/renamed")
+    path = nbmodels.resolve(f"hf:{LEGACY}/config.json")
+    assert path.is_relative_to(cache() / "models--tiny-legacy")
+    assert path.read_bytes() == hub.repo("nbm-test/renamed").file("config.json").read()
+    moved = [r.path for r in hub.requests if r.status == 307]
+    assert "/api/models/tiny-legacy" in moved
+    code = f"""
+        from huggingface_hub import hf_hub_download
+        print(hf_hub_download({LEGACY!r}, "config.json", local_files_only=True))
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(path)

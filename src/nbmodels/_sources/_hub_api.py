@@ -217,12 +217,8 @@ class HubApi:
     async def _request_once(
         self, method: str, url: str, ctx: dict[str, Any], **kwargs: Any
     ) -> tuple[Any, httpx2.Response]:
-        headers = {"Accept": "application/json"}
-        if self.credential is not None:
-            headers.update(self.credential.headers_for(url))
-        self.requests += 1
-        request = self.client.build_request(method, url, headers=headers, **kwargs)
-        response = await self.client.send(request, stream=True)
+        response = await self._send_following_renames(method, url, kwargs)
+        url = str(response.url)
         try:
             if response.status_code >= 400:
                 raise self.error_for(response, **ctx)
@@ -247,6 +243,37 @@ class HubApi:
             return json.loads(body), response
         except ValueError as exc:
             raise NetworkError(f"The Hub's answer to {redact_url(url)} is not valid JSON.") from exc
+
+    async def _send_following_renames(
+        self, method: str, url: str, kwargs: dict[str, Any]
+    ) -> httpx2.Response:
+        """Send, following redirects that stay on the endpoint's origin: the Hub's answer for a
+        renamed repository (``gpt2`` -> ``openai-community/gpt2``). A redirect elsewhere is
+        not followed (the caller reports the 3xx)."""
+        endpoint = origin_of(self.endpoint)
+        for _hop in range(self.settings.max_redirects + 1):
+            headers = {"Accept": "application/json"}
+            if self.credential is not None:
+                headers.update(self.credential.headers_for(url))
+            self.requests += 1
+            request = self.client.build_request(method, url, headers=headers, **kwargs)
+            response = await self.client.send(request, stream=True)
+            location = response.headers.get("Location")
+            if not response.is_redirect or location is None:
+                return response
+            try:
+                target = urljoin(url, location)
+                same = origin_of(target) == endpoint
+            except ValueError:
+                same = False
+            if not same:
+                return response
+            await response.aclose()
+            url = target
+        raise NetworkError(
+            f"Too many redirects (more than {self.settings.max_redirects}) from the Hub for "
+            f"{self.repo_id}."
+        )
 
     async def commit(self, revision: str | None) -> str:
         """The 40-hex commit a revision points to (the default branch when None)."""

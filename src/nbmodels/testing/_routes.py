@@ -294,7 +294,8 @@ class Router:
             # /api/models/gpt2/config.json asks for the repository "gpt2/config.json".
             two = unquote("/".join(segs[:2]))
             known = self.hub._find(repo_type, two) or self.hub._renamed_to(repo_type, two)
-            one = self.hub._find(repo_type, unquote(segs[0]))
+            first = unquote(segs[0])
+            one = self.hub._find(repo_type, first) or self.hub._renamed_to(repo_type, first)
             n = 2 if known or not one or segs[1] not in _API_ROUTES else 1
         repo_id = unquote("/".join(segs[:n]))
         rest = [unquote(s) for s in segs[n:]]
