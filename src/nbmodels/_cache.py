@@ -203,18 +203,6 @@ def scan_cache(cache_dir: Path | None = None) -> list[CachedRepo]:
 # -- selection -------------------------------------------------------------------------------
 
 
-def _find_repo(ref: ModelRef, cache_dir: Path | None) -> CachedRepo:
-    assert ref.repo_id is not None
-    base = cache_dir or hf_cache_dir()
-    repo = scan_repo(base / repo_folder(ref.repo_type, ref.repo_id))
-    if repo is None:
-        raise NotFoundError(
-            f"{ref.repo_url_path} is not in the Hugging Face cache ({base}).",
-            hint="See what is there with `nbmodels ls`.",
-        )
-    return repo
-
-
 def _chosen(ref: ModelRef, names: list[str], repo: str) -> list[str]:
     if ref.path is None and ref.quant is None:
         return names
@@ -256,22 +244,56 @@ def select_cached(repo: CachedRepo, ref: ModelRef, revision: str | None = None) 
 def resolve_cached(
     ref_text: str, revision: str | None = None, cache_dir: Path | None = None
 ) -> tuple[CachedRepo, ModelRef, list[CachedFile]]:
-    """Parse a Hub reference and find its cached entries (NotFoundError when there are none)."""
-    ref = parse_ref(ref_text)
+    """Parse a Hub reference and find its cached entries (NotFoundError when there are none).
+
+    The cache decides between the readings of a text (``hf:gpt2/config.json``: the repository
+    ``gpt2/config.json``, or ``config.json`` of ``gpt2``): the first whose repository folder
+    holds what it names, else the first whose folder exists. A bare name (``gpt2``, as
+    ``nbmodels ls`` shows it) is taken as ``hf:gpt2`` when that repository is in the cache.
+    The :class:`ModelRef` returned is the reading chosen.
+    """
+    base = cache_dir or hf_cache_dir()
+    ref = _parse_cached(ref_text, base)
     if ref.kind != "hf" or ref.repo_id is None:
         raise NotFoundError(
             f"{ref_text} is a plain URL; only Hub references live in the Hugging Face cache.",
             hint="Delete a URL download's file directly (see `nbmodels ls`).",
         )
-    repo = _find_repo(ref, cache_dir)
-    files = select_cached(repo, ref, revision)
-    if not files:
+    found: list[tuple[CachedRepo, ModelRef]] = []
+    for reading in ref.readings:
+        assert reading.repo_id is not None
+        repo = scan_repo(base / repo_folder(reading.repo_type, reading.repo_id))
+        if repo is not None:
+            found.append((repo, reading))
+    if not found:
         raise NotFoundError(
-            f"Nothing of {ref} is in the cache.",
-            candidates=sorted({f.file for f in repo.files})[:20],
-            hint=f"See what is cached with `nbmodels ls {repo.repo_id}`.",
+            f"{ref.repo_url_path} is not in the Hugging Face cache ({base}).",
+            hint="See what is there with `nbmodels ls`.",
         )
-    return repo, ref, files
+    for repo, reading in found:
+        files = select_cached(repo, reading, revision)
+        if files:
+            return repo, reading, files
+    repo, reading = found[0]
+    raise NotFoundError(
+        f"Nothing of {reading} is in the cache.",
+        candidates=sorted({f.file for f in repo.files})[:20],
+        hint=f"See what is cached with `nbmodels ls {repo.repo_id}`.",
+    )
+
+
+def _parse_cached(text: str, base: Path) -> ModelRef:
+    """``parse_ref``, and a bare repository name without an owner that the cache holds."""
+    try:
+        return parse_ref(text)
+    except RefError:
+        bare = text.strip()
+        if "/" not in bare and ":" not in bare and "#" not in bare:
+            with contextlib.suppress(RefError):
+                ref = parse_ref(f"hf:{bare}")
+                if ref.repo_id is not None and (base / repo_folder("model", ref.repo_id)).is_dir():
+                    return ref
+        raise
 
 
 # -- files outside the cache (dir= and URL downloads, from the job registry) ------------------

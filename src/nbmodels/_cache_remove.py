@@ -2,8 +2,11 @@
 
 :func:`remove` deletes the snapshot entries a reference names (never following a link: a link
 is unlinked, a folder link too), then the blobs no remaining entry uses (a blob shared with
-another revision stays), then snapshot folders left empty and the refs that pointed at them.
-A blob whose huggingface_hub lock is held (a download in progress) is left in place.
+another revision stays), then snapshot folders left empty with what belongs to their commits
+(the refs that pointed at them, ``.no_exist/<commit>`` and huggingface_hub 2.x's tree listing
+``trees/<commit>.json``), and the repository folder once nothing of it is left, so
+``scan_cache_dir()`` / ``hf cache ls`` find a consistent cache. A blob whose huggingface_hub
+lock is held (a download in progress) is left in place.
 """
 
 from __future__ import annotations
@@ -73,6 +76,73 @@ def _unlink_blob(repo: CachedRepo, blob: Path, cache_dir: Path) -> bool:
     return True
 
 
+def _apply(
+    repo: CachedRepo,
+    base: Path,
+    targets: list[CachedFile],
+    doomed: list[Path],
+    snapshots: list[str],
+    refs: list[str],
+) -> list[Path]:
+    """Delete entries, then unused blobs, then what belongs to removed snapshots; returns the
+    blobs left in place because a download holds their lock."""
+    for t in targets:
+        t.path.unlink(missing_ok=True)
+        _prune_empty(t.path.parent, repo.root / "snapshots" / t.commit)
+    busy = [blob for blob in doomed if not _unlink_blob(repo, blob, base)]
+    for commit in snapshots:
+        _remove_dir(repo.root / "snapshots" / commit)
+        _remove_dir(repo.root / ".no_exist" / commit)
+        _remove_dir(repo.root / "trees" / f"{commit}.json")  # huggingface_hub 2.x listing
+    for name in refs:
+        ref_file = repo.root / "refs" / name
+        ref_file.unlink(missing_ok=True)
+        _prune_empty(ref_file.parent, repo.root / "refs")
+    return busy
+
+
+def _hold_all(locks: Path) -> list[filelock.FileLock] | None:
+    """Every huggingface_hub lock of a repo, held; None (and none held) when one is busy."""
+    held: list[filelock.FileLock] = []
+    try:
+        paths = sorted(locks.glob("*.lock")) if locks.is_dir() else []
+    except OSError:
+        paths = []
+    for path in paths:
+        lock = filelock.FileLock(path, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except (filelock.Timeout, OSError):
+            for other in held:
+                other.release()
+            return None
+        held.append(lock)
+    return held
+
+
+def _remove_repo_folder(repo: CachedRepo, base: Path) -> None:
+    """Nothing of the repository is left: remove its folder as ``hf cache rm`` does (refs,
+    tree listings, ``.no_exist``, blobs no snapshot used, stale partial downloads) unless a
+    download holds one of its locks; then only the folders left empty go."""
+    locks = base / ".locks" / repo.root.name
+    held = _hold_all(locks)
+    if held is None:
+        for sub in ("snapshots", "refs", "blobs", ".no_exist", "trees"):
+            with contextlib.suppress(OSError):
+                (repo.root / sub).rmdir()
+        with contextlib.suppress(OSError):
+            repo.root.rmdir()
+        return
+    try:
+        if repo.root.is_dir() and not repo.root.is_symlink():
+            shutil.rmtree(repo.root, ignore_errors=True)  # never follows a link
+    finally:
+        for lock in held:
+            lock.release()  # the lock files stay, as huggingface_hub leaves them
+    with contextlib.suppress(OSError):
+        locks.rmdir()
+
+
 def remove(
     ref_text: str,
     *,
@@ -99,27 +169,9 @@ def remove(
     refs = sorted(name for name, commit in repo.refs.items() if commit in snapshots)
     busy: list[Path] = []
     if not dry_run:
-        for t in targets:
-            t.path.unlink(missing_ok=True)
-            _prune_empty(t.path.parent, repo.root / "snapshots" / t.commit)
-        for blob in doomed:
-            if not _unlink_blob(repo, blob, base):
-                busy.append(blob)
-        for commit in snapshots:
-            _remove_dir(repo.root / "snapshots" / commit)
-            _remove_dir(repo.root / ".no_exist" / commit)
-        for name in refs:
-            ref_file = repo.root / "refs" / name
-            ref_file.unlink(missing_ok=True)
-            _prune_empty(ref_file.parent, repo.root / "refs")
+        busy = _apply(repo, base, targets, doomed, snapshots, refs)
         if not left:
-            for sub in ("snapshots", "refs", "blobs", ".no_exist"):
-                with contextlib.suppress(OSError):
-                    (repo.root / sub).rmdir()
-            with contextlib.suppress(OSError):
-                repo.root.rmdir()
-            with contextlib.suppress(OSError):
-                (base / ".locks" / repo.root.name).rmdir()
+            _remove_repo_folder(repo, base)
     sizes = {f.blob: f.size or 0 for f in targets if f.blob is not None}
     freed = sum(sizes[b] for b in doomed if b not in busy)
     freed += sum(t.size or 0 for t in targets if t.blob is None and not t.outside)

@@ -465,7 +465,7 @@ async def _inspect_async(text: str, options: Options, context: int | None) -> Mo
                 hint="Download it once (nbmodels pull), or inspect it with the network on.",
             )
     async with hub_session(ref, options, settings) as session:
-        return await _card(text, await _from_hub(session, ref, options), context)
+        return await _card(text, await _from_hub(session, session.ref, options), context)
 
 
 def inspect(

@@ -9,18 +9,31 @@ Accepted forms (:data:`ACCEPTED_FORMS` is the short version every :class:`RefErr
     hf:owner/repo/path/in/repo.gguf#rev               path="path/in/repo.gguf", revision="rev"
     hf:owner/repo/folder/                             path="folder", is_dir=True
     hf:owner/repo               owner/repo            the whole repository (revision via "#rev")
+    hf:gpt2   hf:gpt2:Q4_K_M    hf:gpt2 config.json   a repository without an owner (needs hf:)
     owner/repo/path.gguf                              like hf:owner/repo/path.gguf ("hf:" optional)
     datasets/owner/repo         spaces/owner/repo     repo_type="dataset" / "space" (also after hf:)
     owner/repo filename         hf:owner/repo a/b.gguf  two words: a repository and a file in it
     https://huggingface.co/owner/repo                 the repository (hf.co, www., $HF_ENDPOINT too)
     https://huggingface.co/owner/repo/blob/REV/path   one file (also /resolve/, /raw/, /blame/)
     https://huggingface.co/owner/repo/tree/REV/dir    a folder (is_dir=True); /tree/REV alone: repo
+    https://huggingface.co/gpt2/resolve/REV/path      the same routes of a repository without owner
     https://huggingface.co/datasets/owner/repo/...    the same for datasets/ and spaces/
     huggingface.co/owner/repo/...                     a Hub URL without its scheme
     hf://[datasets/|spaces/]owner/repo[@rev][/path]   huggingface_hub's file-system URIs
     https://example.com/model.bin                     kind="url": any other http(s) URL, as given
 
 Rules worth knowing:
+
+- Repositories without an owner (``gpt2``, ``bert-base-uncased``, as huggingface_hub accepts
+  them): a single name needs ``hf:`` (``hf:gpt2``), so that a typo or a forgotten ``{var}``
+  in the magic is an error rather than a request for a repository; ``hf:gpt2 config.json``
+  names its file unambiguously, and so do page URLs (``/gpt2/resolve/main/config.json``,
+  ``/blob/``, ``/tree/``: the route word says where the repository id ends). Otherwise
+  ``[hf:]a/b/c`` is read as the repository ``a/b`` (with the path ``c``) and, when that
+  reading is valid, also as the file ``b/c`` of the repository ``a``: that second reading is
+  :attr:`ModelRef.alternative`. Planning asks the cache, then the Hub, which repository
+  exists (the owner/repo reading first, as huggingface_hub's ``HfFileSystem`` does; one
+  request more only when it does not exist). ``hf://`` URIs read the same way.
 
 - In ``hf:`` and bare forms ``#`` starts the revision (``refs/pr/2``, a tag, a branch or a 40-hex
   commit); in ``hf://`` URIs ``@`` does, percent-encoded (``@refs%2Fpr%2F1``) or a special ref
@@ -33,7 +46,10 @@ Rules worth knowing:
   read at call time) they are plain URLs, since such a server may serve other files too.
 - ``str(ref)`` is canonical: ``hf:[datasets/|spaces/]owner/repo[:QUANT][/path[/]][#rev]``, or
   ``hf://...`` when the path itself contains ``#``, or the URL of a plain URL reference;
-  ``parse_ref(str(ref)) == ref``.
+  for a repository without an owner, ``hf:name[:QUANT][#rev]`` or the two words
+  ``hf:name path[/][#rev]``. ``parse_ref(str(ref)) == ref``, except for the file of a
+  repository without an owner whose path contains whitespace or ``#``: the two-word form
+  cannot carry it (its page URL can, with a revision).
 
 Everything wrong raises :class:`~nbmodels.errors.RefError` (also a ``ValueError``), whose message
 says what is wrong, quotes the input (truncated, URL secrets removed) and lists the accepted forms.
@@ -48,7 +64,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
@@ -69,6 +85,7 @@ ACCEPTED_FORMS: Final[str] = """\
   hf:owner/repo:Q4_K_M              a GGUF quant (also owner/repo:Q4_K_M)
   hf:owner/repo/path/file.gguf      one file (a folder when it ends with "/")
   hf:owner/repo                     a whole repository (also owner/repo)
+  hf:gpt2   hf:gpt2 config.json     a repository without an owner, and a file in it
   hf:owner/repo:Q4_K_M#v1.0         a revision after any of these: #v1.0, #refs/pr/2, #<commit>
   owner/repo file.gguf              two words: a repository and a file in it
   datasets/owner/repo               a dataset repository (spaces/owner/repo: a Space)
@@ -93,6 +110,7 @@ _PREFIX_OF_TYPE = REPO_URL_PREFIX
 _UNSUPPORTED_PREFIXES: Final = frozenset({"kernels", "buckets"})
 _RESERVED_OWNERS: Final = frozenset(_TYPE_PREFIXES) | _UNSUPPORTED_PREFIXES
 _FILE_ROUTES: Final = frozenset({"blob", "resolve", "raw", "blame"})
+_ROUTES: Final = _FILE_ROUTES | {"tree"}
 _MAX_NAME: Final = 96
 _MAX_REVISION: Final = 255
 
@@ -139,13 +157,17 @@ class ModelRef:
 
     Attributes:
         kind: ``"hf"`` (a Hub repository) or ``"url"`` (a plain http(s) download).
-        repo_id: ``"owner/name"`` when ``kind == "hf"``.
+        repo_id: ``"owner/name"`` (or ``"name"`` for a repository without an owner) when
+            ``kind == "hf"``.
         repo_type: ``"model"``, ``"dataset"`` or ``"space"``.
         revision: a branch, tag, ``refs/pr/N`` or 40-hex commit; None = the default branch.
         path: a file in the repository, or a folder when ``is_dir``; never with ``quant``.
         is_dir: ``path`` names a folder (``/tree/`` URLs, ``hf:`` paths ending in ``/``).
         quant: a GGUF quant as typed (``"Q4_K_M"``); matched case-insensitively later.
         url: the full URL as given when ``kind == "url"``.
+        alternative: another reading of the same text, the file or folder of a repository
+            without an owner (``hf:gpt2/config.json``: ``gpt2`` + ``config.json``); not part
+            of equality. :attr:`readings` lists both, most likely first.
     """
 
     kind: Literal["hf", "url"]
@@ -156,6 +178,7 @@ class ModelRef:
     is_dir: bool = False
     quant: str | None = None
     url: str | None = None
+    alternative: ModelRef | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -169,14 +192,25 @@ class ModelRef:
                 self.quant,
                 self.url,
             )
+            _check_alternative(self)
         except _Bad as exc:
             raise RefError(f"Invalid ModelRef: {exc}.", hint=_HINT) from None
+
+    @property
+    def readings(self) -> tuple[ModelRef, ...]:
+        """Every repository this text may mean, most likely first: the reference itself, then
+        its :attr:`alternative` (a repository without an owner) when it has one."""
+        return (self,) if self.alternative is None else (self, self.alternative)
 
     def __str__(self) -> str:
         """The canonical text form; ``parse_ref(str(ref)) == ref``."""
         if self.kind == "url":
             return self.url or ""
         repo = f"{_PREFIX_OF_TYPE[self.repo_type]}{self.repo_id}"
+        if self.path is not None and "/" not in (self.repo_id or "/"):
+            # "hf:gpt2/config.json" would read as the repository gpt2/config.json first.
+            rev = f"#{self.revision}" if self.revision is not None else ""
+            return f"hf:{repo} {self.path}{'/' if self.is_dir else ''}{rev}"
         tail = ""
         if self.path is not None:
             tail = "/" + self.path + ("/" if self.is_dir else "")
@@ -330,6 +364,11 @@ def _parse_words(text: str, origin: _Origin | None) -> ModelRef:
             raise  # "hf:owner/repo/some file.gguf": the error is about that path
     if head_ref is not None and head_ref.kind == "url":
         raise _Bad("a URL cannot contain whitespace (write a space as %20)")
+    if _is_bare_name(head):
+        raise _Bad(
+            f"expected owner/repo before the file name, got {_q(head)} (a repository without "
+            f"an owner is written hf:{_short(head)})"
+        )
     raise _Bad("unexpected whitespace: a reference is one word, or two words 'owner/repo filename'")
 
 
@@ -349,7 +388,18 @@ def _two_words(repo: ModelRef, tail: str) -> ModelRef:
         raise _Bad("the file name (second word) is empty")
     is_dir = tail.endswith("/")
     path = tail[:-1] if is_dir else tail
-    return _make(repo.repo_id, repo.repo_type, revision=revision, path=path, is_dir=is_dir)
+    alternative = None
+    if repo.alternative is not None and repo.alternative.path is not None:
+        alt = repo.alternative
+        alternative = _maybe(alt.repo_id, alt.repo_type, revision, f"{alt.path}/{path}", is_dir)
+    return _make(
+        repo.repo_id,
+        repo.repo_type,
+        revision=revision,
+        path=path,
+        is_dir=is_dir,
+        alternative=alternative,
+    )
 
 
 def _parse_one(text: str, origin: _Origin | None) -> ModelRef:
@@ -362,7 +412,7 @@ def _parse_one(text: str, origin: _Origin | None) -> ModelRef:
     if text.split("/", 1)[0].lower() in _PUBLIC_HOSTS:
         return _parse_url("https://" + text, origin)
     if low.startswith("hf:"):
-        return _parse_hf_form(text[len("hf:") :])
+        return _parse_hf_form(text[len("hf:") :], explicit=True)
     m = _SCHEME_RE.match(text)
     if m is not None:
         scheme = m.group(1)
@@ -377,11 +427,16 @@ def _parse_one(text: str, origin: _Origin | None) -> ModelRef:
         raise _Bad(
             f"the scheme {_q(scheme + ':')} is not supported (use hf:, hf://, http:// or https://)"
         )
-    return _parse_hf_form(text)
+    return _parse_hf_form(text, explicit=False)
 
 
-def _parse_hf_form(body: str) -> ModelRef:
-    """``[datasets/|spaces/]owner/repo[:QUANT | /path[/]][#rev]`` (after an optional ``hf:``)."""
+def _parse_hf_form(body: str, *, explicit: bool) -> ModelRef:
+    """``[datasets/|spaces/]owner/repo[:QUANT | /path[/]][#rev]`` (after an optional ``hf:``);
+    with ``hf:`` (``explicit``) also a repository without an owner: ``hf:name[:QUANT][#rev]``.
+
+    ``owner/repo/path`` may also mean the file ``repo/path`` of the repository ``owner``: that
+    reading is the :attr:`ModelRef.alternative`, for planning to ask the Hub (or the cache).
+    """
     revision: str | None = None
     if "#" in body:
         body, revision = body.split("#", 1)
@@ -389,20 +444,64 @@ def _parse_hf_form(body: str) -> ModelRef:
             raise _Bad("the revision after '#' is empty")
     repo_type, body = _split_type(body)
     segments = body.split("/")
-    if len(segments) < 2:
-        raise _Bad(f"expected {_PREFIX_OF_TYPE[repo_type]}owner/repo, got {_q(body)}")
+    prefix = _PREFIX_OF_TYPE[repo_type]
+    if len(segments) < 2 or segments[1:] == [""]:
+        if not explicit:
+            raise _Bad(
+                f"expected {prefix}owner/repo, got {_q(body)} (a repository without an owner "
+                f"is written hf:{prefix}{_short(segments[0])})"
+            )
+        name, quant = _split_quant(segments[0])
+        return _make(name, repo_type, revision=revision, quant=quant)
     owner, name, rest = segments[0], segments[1], segments[2:]
-    quant: str | None = None
-    if ":" in name:
-        name, quant = name.split(":", 1)
-        if rest:
-            raise _Bad("a quant comes last: owner/repo:QUANT cannot be followed by a path")
-        if not quant:
-            raise _Bad("the quant after ':' is empty")
+    name, quant = _split_quant(name)
+    if quant is not None and rest:
+        raise _Bad("a quant comes last: owner/repo:QUANT cannot be followed by a path")
     path, is_dir = _join_path(rest)
+    alternative = None
+    if quant is None:
+        alt_path, alt_dir = _join_path(segments[1:])
+        alternative = _maybe(owner, repo_type, revision, alt_path, alt_dir)
     return _make(
-        f"{owner}/{name}", repo_type, revision=revision, path=path, is_dir=is_dir, quant=quant
+        f"{owner}/{name}",
+        repo_type,
+        revision=revision,
+        path=path,
+        is_dir=is_dir,
+        quant=quant,
+        alternative=alternative,
     )
+
+
+def _split_quant(name: str) -> tuple[str, str | None]:
+    """``repo:QUANT`` -> ("repo", "QUANT"); no quant -> (name, None)."""
+    if ":" not in name:
+        return name, None
+    name, quant = name.split(":", 1)
+    if not quant:
+        raise _Bad("the quant after ':' is empty")
+    return name, quant
+
+
+def _maybe(
+    repo_id: str | None, repo_type: RepoType, revision: str | None, path: str | None, is_dir: bool
+) -> ModelRef | None:
+    """The reading of a repository without an owner, or None when it is not a valid one."""
+    if path is None or repo_id is None:
+        return None
+    try:
+        return _make(repo_id, repo_type, revision=revision, path=path, is_dir=is_dir)
+    except _Bad:
+        return None
+
+
+def _is_bare_name(text: str) -> bool:
+    """A single word that could be a repository name (``gpt2``), for a helpful error."""
+    try:
+        _check_name(text, "repository name")
+    except _Bad:
+        return False
+    return True
 
 
 def _parse_hf_uri(body: str) -> ModelRef:
@@ -432,6 +531,10 @@ def _parse_hf_uri(body: str) -> ModelRef:
             raise _Bad(f"expected owner/repo after 'hf://', got {_q(location)}")
         repo_id = f"{segments[0]}/{segments[1]}"
         path, is_dir = _join_path(segments[2:])
+        # As huggingface_hub's HfFileSystem: owner/repo first, else the repository "owner".
+        alt_path, alt_dir = _join_path(segments[1:])
+        alternative = _maybe(segments[0], repo_type, None, alt_path, alt_dir)
+        return _make(repo_id, repo_type, path=path, is_dir=is_dir, alternative=alternative)
     return _make(repo_id, repo_type, revision=revision, path=path, is_dir=is_dir)
 
 
@@ -477,8 +580,12 @@ def _parse_hub_path(path: str) -> ModelRef | None:
         return None
     if len(segments) < 2:
         return None
-    repo_id = _unquote(segments[0], "owner") + "/" + _unquote(segments[1], "repository name")
-    rest = segments[2:]
+    if (len(segments) < 3 or segments[2] not in _ROUTES) and segments[1] in _ROUTES:
+        # /gpt2/resolve/main/config.json: a repository without an owner.
+        repo_id, rest = _unquote(segments[0], "repository name"), segments[1:]
+    else:
+        repo_id = _unquote(segments[0], "owner") + "/" + _unquote(segments[1], "repository name")
+        rest = segments[2:]
     if not rest:
         return _make(repo_id, repo_type)
     route, tail = rest[0], [_unquote(s, "URL path") for s in rest[1:]]
@@ -539,6 +646,7 @@ def _make(
     path: str | None = None,
     is_dir: bool = False,
     quant: str | None = None,
+    alternative: ModelRef | None = None,
 ) -> ModelRef:
     """Validate (raising :class:`_Bad`) and build a Hub reference."""
     _check_fields("hf", repo_id, repo_type, revision, path, is_dir, quant, None)
@@ -550,6 +658,7 @@ def _make(
         path=path,
         is_dir=is_dir,
         quant=quant,
+        alternative=alternative,
     )
 
 
@@ -619,7 +728,7 @@ def _check_fields(
     if repo_type not in _PREFIX_OF_TYPE:
         raise _Bad(f"repo_type must be 'model', 'dataset' or 'space', not {_q(str(repo_type))}")
     if not isinstance(repo_id, str):
-        raise _Bad("a Hub reference needs a repository id 'owner/name'")
+        raise _Bad("a Hub reference needs a repository id 'owner/name' (or 'name')")
     _check_repo_id(repo_id)
     if revision is not None:
         _check_revision(revision)
@@ -633,14 +742,26 @@ def _check_fields(
         raise _Bad("is_dir needs a folder path")
 
 
+def _check_alternative(ref: ModelRef) -> None:
+    alt = ref.alternative
+    if alt is None:
+        return
+    if ref.kind != "hf" or alt.kind != "hf" or alt.repo_id is None or "/" in alt.repo_id:
+        raise _Bad("an alternative reading is a Hub repository without an owner")
+    if alt.alternative is not None:
+        raise _Bad("an alternative reading has no alternative of its own")
+
+
 def _check_repo_id(repo_id: str) -> None:
-    if repo_id.count("/") != 1:
-        raise _Bad(f"expected a repository id 'owner/name', got {_q(repo_id)}")
-    owner, name = repo_id.split("/")
-    _check_name(owner, "owner")
-    if owner in _RESERVED_OWNERS:
+    if repo_id.count("/") > 1:
+        raise _Bad(f"expected a repository id 'owner/name' (or 'name'), got {_q(repo_id)}")
+    owner, _, name = repo_id.rpartition("/")
+    if "/" in repo_id:
+        _check_name(owner, "owner")
+    first = owner if "/" in repo_id else name
+    if first in _RESERVED_OWNERS:
         raise _Bad(
-            f"{_q(owner)} names a repository type, not an owner: expected {owner}/owner/name"
+            f"{_q(first)} names a repository type, not an owner: expected {first}/owner/name"
         )
     _check_name(name, "repository name")
     if name.endswith(".git"):

@@ -24,7 +24,7 @@ from ._options import Options
 from ._redact import redact_url
 from ._refs import REPO_URL_PREFIX, ModelRef
 from ._sources._hf import hf_endpoint
-from ._sources._hub_api import HubApi
+from ._sources._hub_api import HubApi, find_repo
 from ._transfer import Credential, make_client, origin_of
 from ._transfer._http import open_stream, with_retries
 from .errors import NetworkError
@@ -182,21 +182,35 @@ class HubSession:
 async def hub_session(
     ref: ModelRef, options: Options, settings: Settings
 ) -> AsyncIterator[HubSession]:
-    """An HTTP client and a :class:`HubApi` for ``ref``'s repository (closed on exit)."""
+    """An HTTP client and a :class:`HubApi` for ``ref``'s repository (closed on exit).
+
+    When the text has two readings (``hf:gpt2/config.json``) the Hub is asked which
+    repository exists first (:func:`find_repo`); ``session.ref`` is the reading it knows, and
+    its ``api.info`` is answered from that request.
+    """
     assert ref.repo_id is not None
     endpoint = hf_endpoint()
     token = token_for(options)
     credential = Credential(token, origin_of(endpoint)) if token else None
     client = make_client(settings)
-    try:
-        api = HubApi(
+
+    def make_api(reading: ModelRef) -> HubApi:
+        assert reading.repo_id is not None
+        return HubApi(
             client,
             settings,
             endpoint=endpoint,
-            repo_type=ref.repo_type,
-            repo_id=ref.repo_id,
+            repo_type=reading.repo_type,
+            repo_id=reading.repo_id,
             credential=credential,
         )
+
+    try:
+        api = make_api(ref)
+        if ref.alternative is not None:
+            ref, api, _info = await find_repo(
+                ref.readings, options.revision or ref.revision, make_api
+            )
         yield HubSession(api, client, settings, endpoint, ref)
     finally:
         await client.aclose()

@@ -1,41 +1,52 @@
-"""Hugging Face references -> plans (docs/public-api.md, References; docs/storage.md).
+"""Hugging Face references -> plans (DESIGN §3, §4).
 
-Resolution order for a reference:
+Resolution order for a reference (each of its :attr:`~nbmodels._refs.ModelRef.readings`: a
+text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` or the file
+``config.json`` of ``gpt2``):
 
 1. Offline (``offline=True`` or ``HF_HUB_OFFLINE``): only the disk is consulted; zero requests.
 2. Pinned (a quant, file or folder) and fully on disk for the cached ``refs/<revision>`` commit:
-   ``already_downloaded`` with zero requests (unless ``force``).
-3. Otherwise ask the Hub: the revision's commit, then the file list (tree / paths-info), select
-   the files (quant rules, split parts, include/exclude), and plan each one with its size and
-   digest so every LFS file is verified by sha256 and every small git file by its git blob SHA-1.
+   ``already_downloaded`` with zero requests (unless ``force``). The cache decides between
+   readings: the first whose repository folder it holds (owner/repo first, as online).
+3. Otherwise ask the Hub, one request: the repository at the revision (its commit, whether it
+   is gated, its file list). A reading whose repository the Hub does not know passes to the
+   next one (one more request). From the file list, select the files (quant rules, split
+   parts, include/exclude): a missing file or quant fails here with what does exist, and a
+   gated repository without a token fails here with where to accept its terms, each after
+   that one request. Then the digests of the selected files (paths-info, or the tree listing
+   for many files or when the Hub gave no usable file list), so every LFS file is verified by
+   sha256 and every small git file by its git blob SHA-1.
    When the Hub cannot be reached and the reference is not pinned, the cached refs are used.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import os
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx2
 
 from .._config import env_flag
 from .._options import Options
-from .._refs import REPO_URL_PREFIX, ModelRef, is_sidecar, split_quant_name
+from .._refs import REPO_URL_PREFIX, ModelRef, split_quant_name
 from .._transfer import Credential, FileSpec, TransferResult, origin_of
 from ..errors import NetworkError, NotFoundError, OfflineError, Option
 from ._base import Plan, PlannedFile, SourceContext
+from ._digest import check_hub_sha256, check_on_disk, digest_target
 from ._hf_storage import CacheRepo, LocalDirRepo
-from ._hub_api import HubApi, HubEntry
+from ._hub_api import HubApi, HubEntry, RepoInfo, find_repo, gated_error
+from ._select import DEFAULT_QUANTS, Want, choose, select_quant, split_siblings
 
-__all__ = ["hf_endpoint", "plan_hf", "select_quant"]
+__all__ = ["DEFAULT_QUANTS", "hf_endpoint", "plan_hf", "select_quant", "split_siblings"]
 
-DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
 _TYPE_PREFIX = REPO_URL_PREFIX
+#: Up to this many selected files, their digests come from paths-info; more: the tree listing.
+_PATHS_INFO_MAX = 100
+
+_Stores = tuple[CacheRepo | None, LocalDirRepo | None]
 
 
 def hf_endpoint() -> str:
@@ -52,150 +63,11 @@ def _token(options: Options) -> str | None:
     return get_token()
 
 
-# -- selection (pure) ---------------------------------------------------------------------------
-
-
-def _gguf_models(paths: Iterable[str]) -> dict[str, list[str]]:
-    """Quant tag (upper-cased) -> GGUF weight files with that tag."""
-    out: dict[str, list[str]] = {}
-    for p in paths:
-        if not p.lower().endswith(".gguf") or is_sidecar(p):
-            continue
-        quant, _part, _count = split_quant_name(p.rsplit("/", 1)[-1])
-        if quant is None:
-            # The folder may carry the tag (Model-Q8_0/xxx-00001-of-00003.gguf).
-            folder = p.rsplit("/", 1)[0] if "/" in p else ""
-            quant = split_quant_name(folder.rsplit("/", 1)[-1] + ".gguf")[0] if folder else None
-        if quant is not None:
-            out.setdefault(quant.upper(), []).append(p)
-    return out
-
-
-def select_quant(paths: list[str], quant: str | None, repo: str) -> list[str]:
-    """The files of a quant (all split parts), or of the default quant when ``quant`` is None.
-
-    Raises NotFoundError listing the quants that exist.
-    """
-    models = _gguf_models(paths)
-    available = sorted(models)
-    if quant is None:
-        for default in DEFAULT_QUANTS:
-            if default in models:
-                quant = default
-                break
-        else:
-            if len(models) == 1:
-                quant = available[0]
-            else:
-                raise NotFoundError(
-                    f"{repo} has several quants and none is a default "
-                    f"({', '.join(DEFAULT_QUANTS)}).",
-                    candidates=available,
-                    hint=f"Pick one: {', '.join(f'{repo}:{q}' for q in available)}.",
-                )
-    files = models.get(quant.upper())
-    if not files:
-        raise NotFoundError(
-            f"{repo} has no {quant} quant."
-            + (f" Available: {', '.join(available)}." if available else " It has no GGUF files."),
-            candidates=available,
-            hint=f"Use one of: {', '.join(f'{repo}:{q}' for q in available)}."
-            if available
-            else None,
-        )
-    groups = _split_groups(files)
-    if len(groups) > 1:
-        firsts = sorted(g[0] for g in groups.values())
-        raise NotFoundError(
-            f"{repo} has several {quant} files: {', '.join(firsts)}.",
-            candidates=firsts,
-            hint=f"Name the file instead, e.g. hf:{repo}/{firsts[0]}.",
-        )
-    return next(iter(groups.values()))
-
-
-_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
-
-
-def _split_stem(path: str) -> tuple[str, int, int] | None:
-    """("dir/Model-Q8_0", part, count) for a split GGUF part, else None."""
-    m = _SPLIT.search(path)
-    if m is None:
-        return None
-    return path[: m.start()], int(m.group(1)), int(m.group(2))
-
-
-def _split_groups(files: list[str]) -> dict[str, list[str]]:
-    """Group split parts of one model (same stem and count); parts sorted, part 1 first."""
-    groups: dict[str, list[tuple[int, str]]] = {}
-    for f in files:
-        split = _split_stem(f)
-        if split is not None:
-            stem, part, count = split
-            groups.setdefault(f"{stem}|{count}", []).append((part, f))
-        else:
-            groups.setdefault(f, []).append((1, f))
-    return {k: [f for _n, f in sorted(v)] for k, v in groups.items()}
-
-
-def split_siblings(path: str, all_paths: Iterable[str]) -> list[str]:
-    """For a part of a split GGUF, every part (sorted, part 1 first); otherwise ``[path]``."""
-    split = _split_stem(path)
-    if split is None:
-        return [path]
-    stem, _part, count = split
-    pattern = re.compile(re.escape(stem) + r"-(\d{5})-of-" + f"{count:05d}" + r"\.gguf$", re.I)
-    return sorted(p for p in all_paths if pattern.fullmatch(p))
-
-
-def _filter(paths: list[str], include: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
-    out = paths
-    if include:
-        out = [p for p in out if any(fnmatch.fnmatch(p, pat) for pat in include)]
-    if exclude:
-        out = [p for p in out if not any(fnmatch.fnmatch(p, pat) for pat in exclude)]
-    return out
-
-
-def _in_folder(paths: list[str], folder: str) -> list[str]:
-    prefix = folder.rstrip("/") + "/"
-    return [p for p in paths if p.startswith(prefix)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Want:
-    """Which files a reference means, given the repo's file list."""
-
-    files: list[str]
-    primary: str | None  # a repo path, or None for a folder/snapshot
-    folder: str | None = None
-
-
-def _choose(ref: ModelRef, options: Options, paths: list[str], repo: str) -> _Want:
-    if ref.path is not None and not ref.is_dir:
-        if ref.path not in paths:
-            raise NotFoundError(
-                f"{ref.path} does not exist in {repo} at {ref.revision or 'main'}.",
-                candidates=[p for p in paths if p.lower().endswith(".gguf")][:20],
-            )
-        files = split_siblings(ref.path, paths)
-        return _Want(files=files, primary=files[0])
-    if ref.path is not None:  # a folder
-        files = _filter(_in_folder(paths, ref.path), options.include, options.exclude)
-        if not files:
-            raise NotFoundError(f"Folder {ref.path} in {repo} is empty or does not exist.")
-        return _Want(files=files, primary=None, folder=ref.path.rstrip("/"))
-    is_gguf_repo = bool(_gguf_models(paths))
-    if ref.quant is not None or (is_gguf_repo and not options.include and not options.exclude):
-        files = select_quant(paths, ref.quant, repo)
-        return _Want(files=files, primary=files[0])
-    files = _filter(paths, options.include, options.exclude)
-    if not files:
-        given = (("include", options.include), ("exclude", options.exclude))
-        chosen = " and ".join(f"{name} {list(globs)}" for name, globs in given if globs)
-        what = f"is selected by {chosen}" if chosen else "was found"
-        raise NotFoundError(f"No file of {repo} {what}.", candidates=paths[:20])
-    return _Want(files=files, primary=None)
+def _stores(ref: ModelRef, options: Options) -> _Stores:
+    assert ref.repo_id is not None
+    if options.dir is not None:
+        return None, LocalDirRepo(options.dir)
+    return CacheRepo(ref.repo_type, ref.repo_id), None
 
 
 # -- planning -------------------------------------------------------------------------------------
@@ -205,110 +77,192 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
     assert ref.repo_id is not None
     revision = options.revision or ref.revision
     offline = options.offline or env_flag("HF_HUB_OFFLINE")
-    repo_name = f"{_TYPE_PREFIX[ref.repo_type]}{ref.repo_id}"
-    store_cache = CacheRepo(ref.repo_type, ref.repo_id) if options.dir is None else None
-    store_dir = LocalDirRepo(options.dir) if options.dir is not None else None
-
-    if offline or (ref.pinned and not options.force):
-        local = await asyncio.to_thread(
-            _plan_from_disk, ref, options, revision, store_cache, store_dir, repo_name
-        )
+    readings = ref.readings
+    on_disk = _disk_readings(readings, options)
+    if offline or not options.force:
+        local = await _from_disk([r for r in on_disk if offline or r.pinned], options, revision)
         if local is not None:
             return local
-        if offline:
-            where = store_cache.root if store_cache is not None else options.dir
-            raise OfflineError(
-                f"Offline, and {ref} is not fully on disk (looked in {where}).",
-                hint=(
-                    "Download it once with the network on (without ",
-                    Option("offline", switch=True),
-                    ", and HF_HUB_OFFLINE unset).",
-                ),
-            )
-
+    if offline:
+        cache, _ = _stores(ref, options)
+        where = cache.root if cache is not None else options.dir
+        raise OfflineError(
+            f"Offline, and {ref} is not fully on disk (looked in {where}).",
+            hint=(
+                "Download it once with the network on (without ",
+                Option("offline", switch=True),
+                ", and HF_HUB_OFFLINE unset).",
+            ),
+        )
     endpoint = hf_endpoint()
     token = _token(options)
     credential = Credential(token, origin_of(endpoint)) if token else None
-    api = HubApi(
-        ctx.client,
-        ctx.settings,
-        endpoint=endpoint,
-        repo_type=ref.repo_type,
-        repo_id=ref.repo_id,
-        credential=credential,
-    )
-    try:
-        commit = await api.commit(revision)
-    except NetworkError:
-        if ref.pinned:
-            raise
-        # The Hub is unreachable: an unpinned reference may still use the cached refs.
-        local = await asyncio.to_thread(
-            _plan_from_disk, ref, options, revision, store_cache, store_dir, repo_name
+
+    def make_api(reading: ModelRef) -> HubApi:
+        assert reading.repo_id is not None
+        return HubApi(
+            ctx.client,
+            ctx.settings,
+            endpoint=endpoint,
+            repo_type=reading.repo_type,
+            repo_id=reading.repo_id,
+            credential=credential,
         )
+
+    try:
+        reading, api, info = await find_repo(readings, revision, make_api)
+    except NetworkError:
+        # The Hub is unreachable: an unpinned reference may still use the cached refs.
+        local = await _from_disk([r for r in on_disk if not r.pinned], options, revision)
         if local is None:
             raise
         return local
+    return await _plan_online(reading, options, revision, api, info)
 
-    folder = None
-    if ref.path is not None and ref.is_dir:
-        folder = ref.path.rstrip("/")
-    elif ref.path is not None:
-        folder = ref.path.rsplit("/", 1)[0] if "/" in ref.path else None
-    if ref.path is not None and not ref.is_dir and split_quant_name(ref.path)[1] is None:
-        entries = await api.paths_info(commit, [ref.path])
-    else:
-        entries = await api.tree(commit, folder, recursive=True)
-    by_path = {e.path: e for e in entries}
-    want = _choose(ref, options, sorted(by_path), repo_name)
-    chosen = [by_path[p] for p in want.files]
 
-    base_url = f"{endpoint}/{_TYPE_PREFIX[ref.repo_type]}{ref.repo_id}/resolve/{commit}/"
+def _disk_readings(readings: Sequence[ModelRef], options: Options) -> list[ModelRef]:
+    """The readings the disk may answer for. In the cache, the first one whose repository
+    folder exists (owner/repo first, as online); in a ``dir=`` folder, which records no
+    repository, every one: files and folders before whole repositories."""
+    if options.dir is not None:
+        return sorted(readings, key=lambda r: not r.pinned)
+    for reading in readings:
+        cache, _ = _stores(reading, options)
+        if cache is not None and cache.root.is_dir():
+            return [reading]
+    return []
+
+
+async def _from_disk(
+    readings: Sequence[ModelRef], options: Options, revision: str | None
+) -> Plan | None:
+    """The first of ``readings`` fully on disk."""
+    for reading in readings:
+        plan = await asyncio.to_thread(_plan_from_disk, reading, options, revision)
+        if plan is not None:
+            return plan
+    return None
+
+
+async def _plan_online(
+    ref: ModelRef, options: Options, revision: str | None, api: HubApi, info: RepoInfo
+) -> Plan:
+    commit = info.commit
+    repo_name = ref.repo_url_path
+    stores = _stores(ref, options)
+    want, by_path = await _listing(ref, options, api, info, stores)
+    checked = None
+    if options.sha256 is not None:
+        checked = digest_target(ref, want.files)
+        check_hub_sha256(checked, by_path[checked].sha256, options.sha256)
+    base_url = f"{api.endpoint}/{repo_name}/resolve/{commit}/"
     files: list[PlannedFile] = []
-    for entry in chosen:
+    for path in want.files:
+        expected = options.sha256 if path == checked else None
         files.append(
             await asyncio.to_thread(
-                _plan_file, entry, commit, options, store_cache, store_dir, base_url, api
+                _plan_file, by_path[path], commit, options, expected, stores, base_url, api
             )
         )
-
+    store_cache, _ = stores
+    finish: Callable[[], None] | None = None
     if store_cache is not None:
-        snapshot = store_cache.snapshot_dir(commit)
-        primary = (
-            snapshot / want.primary
-            if want.primary
-            else (snapshot / want.folder if want.folder else snapshot)
-        )
+        root = store_cache.snapshot_dir(commit)
         cache = store_cache
 
         def finish() -> None:
             cache.write_ref(revision, commit)
+
+        if all(f.present for f in files):
+            store_cache.write_ref(revision, commit)
     else:
         assert options.dir is not None
-        primary = (
-            options.dir / want.primary
-            if want.primary
-            else (options.dir / want.folder if want.folder else options.dir)
-        )
-        finish = None  # type: ignore[assignment]
-    if store_cache is not None and all(f.present for f in files):
-        store_cache.write_ref(revision, commit)
+        root = options.dir
+    primary = root / (want.primary or want.folder or "")
     return Plan(
         files=files, primary=primary, finish=finish, description=f"{repo_name}@{commit[:8]}"
     )
+
+
+async def _listing(
+    ref: ModelRef, options: Options, api: HubApi, info: RepoInfo, stores: _Stores
+) -> tuple[Want, dict[str, HubEntry]]:
+    """Which files ``ref`` means, with their sizes and digests.
+
+    With the Hub's file list (``info.files``) the choice is made before another request, so a
+    missing file or quant and a gated repository fail after the one request ``info`` cost;
+    then only the chosen files' entries are asked for. Without it, the listing comes first.
+    """
+    repo_name = ref.repo_url_path
+    if info.files is not None:
+        want = choose(ref, options, list(info.files), repo_name)
+        _refuse_gated(ref, api, info, want, stores)
+        if len(want.files) <= _PATHS_INFO_MAX:
+            entries = await api.paths_info(info.commit, want.files)
+        else:
+            entries = await api.tree(info.commit, _folder(ref), recursive=True)
+        by_path = {e.path: e for e in entries}
+        for path in want.files:
+            if path not in by_path:
+                raise NotFoundError(
+                    f"{path} does not exist in {repo_name} at {info.commit[:12]}.",
+                    hint="The Hub listed it, then had no entry for it: try again in a while.",
+                )
+        return want, by_path
+    if ref.path is not None and not ref.is_dir and split_quant_name(ref.path)[1] is None:
+        entries = await api.paths_info(info.commit, [ref.path])
+    else:
+        entries = await api.tree(info.commit, _folder(ref), recursive=True)
+    by_path = {e.path: e for e in entries}
+    want = choose(ref, options, sorted(by_path), repo_name)
+    _refuse_gated(ref, api, info, want, stores)
+    return want, by_path
+
+
+def _folder(ref: ModelRef) -> str | None:
+    """The folder whose tree listing holds what ``ref`` means (None: the whole repo)."""
+    if ref.path is None:
+        return None
+    if ref.is_dir:
+        return ref.path.rstrip("/")
+    return ref.path.rsplit("/", 1)[0] if "/" in ref.path else None
+
+
+def _refuse_gated(ref: ModelRef, api: HubApi, info: RepoInfo, want: Want, stores: _Stores) -> None:
+    """A gated repository and no token: nothing can be downloaded, so say where to accept
+    its terms now, unless every file is already in place for this commit."""
+    if not info.gated or api.token_sent:
+        return
+    cache, local = stores
+    for path in want.files:
+        if cache is not None:
+            placed = (cache.snapshot_dir(info.commit) / path).is_file()
+        else:
+            assert local is not None
+            meta = local.read_metadata(path)
+            placed = meta is not None and meta[0] == info.commit
+        if not placed:
+            assert ref.repo_id is not None
+            raise gated_error(api.endpoint, ref.repo_type, ref.repo_id, token_sent=False)
 
 
 def _plan_file(
     entry: HubEntry,
     commit: str,
     options: Options,
-    cache: CacheRepo | None,
-    local: LocalDirRepo | None,
+    expected: str | None,
+    stores: tuple[CacheRepo | None, LocalDirRepo | None],
     base_url: str,
     api: HubApi,
 ) -> PlannedFile:
-    """One file: present already, or a FileSpec with its digests (runs on a worker thread)."""
+    """One file: present already, or a FileSpec with its digests (runs on a worker thread).
+
+    ``expected`` is the user's sha256 when it applies to this file: a present file must have
+    it, and a small git file's transfer checks it besides the git blob SHA-1 (an LFS file's
+    Hub sha256 was compared with it already).
+    """
     credential = api.credential
+    cache, local = stores
 
     def on_error(response: httpx2.Response) -> Exception | None:
         """Hub answers (gated, missing, rate limited) get the Hub's own messages."""
@@ -316,26 +270,37 @@ def _plan_file(
             return None
         return api.error_for(response, revision=commit, path=entry.path)
 
+    def matches(path: Path, blob: str | None) -> bool:
+        if expected is not None:
+            check_on_disk(entry.path, path, expected, blob)
+        return True
+
     if cache is not None:
         place = cache.placement(commit, entry.path, entry.etag)
-        if not options.force and cache.present(place, entry.size):
+
+        def present() -> bool:
+            return cache.present(place, entry.size) and matches(place.path, None)
+
+        if not options.force and present():
             return PlannedFile(entry.path, place.path, size=entry.size)
+        cache.prepare()
         after: Callable[[TransferResult], None] = lambda _r: cache.link(place)  # noqa: E731
-        recheck: Callable[[], bool] | None = (
-            None if options.force else (lambda: cache.present(place, entry.size))
-        )
     else:
         assert local is not None
         place = local.placement(entry.path)
-        if not options.force and local.present(entry.path, entry.etag, entry.size):
+
+        def present() -> bool:
+            return local.present(entry.path, entry.etag, entry.size) and matches(
+                place.path, entry.etag
+            )
+
+        if not options.force and present():
             return PlannedFile(entry.path, place.path, size=entry.size)
+        local.prepare()
 
         def after(_r: TransferResult) -> None:
             local.write_metadata(entry.path, commit, entry.etag)
 
-        recheck = (
-            None if options.force else (lambda: local.present(entry.path, entry.etag, entry.size))
-        )
     spec = FileSpec(
         on_error=on_error,
         name=entry.path,
@@ -343,25 +308,25 @@ def _plan_file(
         target=place.target,
         key=f"hf-blob:{entry.etag}",
         size=entry.size,
-        sha256=entry.sha256 if entry.sha256 else None,
+        sha256=entry.sha256 or expected,
         git_sha1=None if entry.sha256 else entry.blob_id,
         credential=credential,
         lock_path=place.lock,
     )
     return PlannedFile(
-        entry.path, place.path, size=entry.size, spec=spec, after=after, recheck=recheck
+        entry.path,
+        place.path,
+        size=entry.size,
+        spec=spec,
+        after=after,
+        recheck=None if options.force else present,
     )
 
 
-def _plan_from_disk(
-    ref: ModelRef,
-    options: Options,
-    revision: str | None,
-    cache: CacheRepo | None,
-    local: LocalDirRepo | None,
-    repo_name: str,
-) -> Plan | None:
+def _plan_from_disk(ref: ModelRef, options: Options, revision: str | None) -> Plan | None:
     """A plan with every file present, from the disk alone; None when something is missing."""
+    cache, local = _stores(ref, options)
+    repo_name = ref.repo_url_path
     if cache is not None:
         commit = cache.cached_commit(revision)
         if commit is None:
@@ -375,7 +340,7 @@ def _plan_from_disk(
     if not paths:
         return None
     try:
-        want = _choose(ref, options, paths, repo_name)
+        want = choose(ref, options, paths, repo_name)
     except NotFoundError:
         return None
     if ref.path is not None and not ref.is_dir:
@@ -395,5 +360,9 @@ def _plan_from_disk(
         except OSError:
             return None
         files.append(PlannedFile(p, full, size=size))
+    if options.sha256 is not None:
+        target = digest_target(ref, want.files)
+        meta = local.read_metadata(target) if local is not None else None
+        check_on_disk(target, root / target, options.sha256, meta[1] if meta else None)
     primary = root / want.primary if want.primary else (root / want.folder if want.folder else root)
     return Plan(files=files, primary=primary, description=repo_name)

@@ -12,6 +12,11 @@ Cache mode (the default)::
     <dir>/<path>
     <dir>/.cache/huggingface/download/<path>.metadata         commit, etag, timestamp
     <dir>/.cache/huggingface/download/<path>.lock
+    <dir>/.cache/huggingface/.gitignore                        "*": git skips the bookkeeping
+    <dir>/.cache/huggingface/CACHEDIR.TAG                      backup tools skip it too
+
+Both modes tag the folder that holds bookkeeping with ``CACHEDIR.TAG`` (the cache directory
+itself in cache mode), with the bytes huggingface_hub writes (its ``_local_folder.py``).
 
 Paths are computed at call time from the environment (``HF_HUB_CACHE``, ``HF_HOME``), so a
 process can change them after importing huggingface_hub.
@@ -31,9 +36,26 @@ from pathlib import Path
 from .._paths import UnsafePathError, contained, hidden_sibling, safe_commit, write_atomic
 from ..errors import NbmodelsError
 
-__all__ = ["CacheRepo", "LocalDirRepo", "hf_cache_dir"]
+__all__ = ["CACHEDIR_TAG_CONTENT", "CacheRepo", "LocalDirRepo", "hf_cache_dir"]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+
+#: The Cache Directory Tagging Standard file, byte for byte as huggingface_hub writes it.
+CACHEDIR_TAG_CONTENT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by huggingface_hub.\n"
+    "# For information about cache directory tags, see:\n"
+    "#\thttps://bford.info/cachedir/\n"
+)
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` unless something is already there (best effort, as
+    huggingface_hub does: a read-only folder only loses the tag)."""
+    if os.path.lexists(path):
+        return
+    with contextlib.suppress(OSError):
+        write_atomic(path, text.encode(), durable=False)
 
 
 def hf_cache_dir() -> Path:
@@ -97,6 +119,13 @@ class CacheRepo:
                 out.append(path.relative_to(base).as_posix())
         return sorted(out)
 
+    def prepare(self) -> None:
+        """Tag the cache directory (``CACHEDIR.TAG``) before writing into it, as
+        ``hf_hub_download`` does."""
+        with contextlib.suppress(OSError):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            _write_once(self.cache_dir / "CACHEDIR.TAG", CACHEDIR_TAG_CONTENT)
+
     def placement(self, commit: str, path: str, etag: str) -> Placement:
         blob = contained(self.root / "blobs", _safe_etag(etag))
         pointer = contained(self.snapshot_dir(commit), path)
@@ -155,6 +184,16 @@ class LocalDirRepo:
 
     def _meta_base(self) -> Path:
         return self.root / ".cache" / "huggingface" / "download"
+
+    def prepare(self) -> None:
+        """Create ``.cache/huggingface`` with the ``.gitignore`` (``*``) and ``CACHEDIR.TAG``
+        huggingface_hub puts there, so the metadata and lock files stay out of git and
+        backups (``dir=.`` in a checkout)."""
+        base = self.root / ".cache" / "huggingface"
+        with contextlib.suppress(OSError):  # an unwritable dir fails later, where it is written
+            base.mkdir(parents=True, exist_ok=True)
+            _write_once(base / "CACHEDIR.TAG", CACHEDIR_TAG_CONTENT)
+            _write_once(base / ".gitignore", "*")
 
     def placement(self, path: str) -> Placement:
         target = contained(self.root, path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -24,7 +25,7 @@ import httpx2
 from .._config import Settings
 from .._paths import UnsafePathError, safe_commit, safe_relpath
 from .._redact import redact_text, redact_url
-from .._refs import REPO_URL_PREFIX
+from .._refs import REPO_URL_PREFIX, ModelRef
 from .._transfer._http import (
     Credential,
     RetryableError,
@@ -34,7 +35,15 @@ from .._transfer._http import (
 )
 from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
 
-__all__ = ["HubApi", "HubEntry", "hub_error"]
+__all__ = [
+    "LARGE_REPO",
+    "HubApi",
+    "HubEntry",
+    "RepoInfo",
+    "find_repo",
+    "gated_error",
+    "hub_error",
+]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -42,6 +51,9 @@ _TYPE_PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
 _TYPE_PREFIX = REPO_URL_PREFIX
 MAX_PAGES = 1000
 MAX_BODY = 64 * 1024 * 1024
+#: From this many files on, the Hub may truncate a repository's ``siblings`` (huggingface_hub
+#: stops trusting them there too: its ``snapshot_download`` then lists the tree).
+LARGE_REPO = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,19 @@ class HubEntry:
     def etag(self) -> str:
         """The cache blob name huggingface_hub uses: sha256 for LFS files, else the git SHA-1."""
         return self.sha256 or self.blob_id
+
+
+@dataclass(frozen=True, slots=True)
+class RepoInfo:
+    """What one ``GET /api/{type}/{repo}[/revision/{rev}]`` says.
+
+    ``files`` is the repository's file list (its ``siblings``) when the Hub sent a usable one:
+    present, not empty and shorter than :data:`LARGE_REPO`; None means "list the tree".
+    """
+
+    commit: str
+    gated: bool
+    files: tuple[str, ...] | None
 
 
 def repo_page(endpoint: str, repo_type: str, repo_id: str) -> str:
@@ -84,17 +109,7 @@ def hub_error(
         reason = "rate limited by the Hub" if status == 429 else f"the Hub answered {status}"
         return RetryableError(reason, retry_after=wait)
     if code == "GatedRepo":
-        return AccessError(
-            f"{what} is gated: you must accept its terms before downloading.",
-            hint=(
-                f"Open {page}, accept the conditions while logged in, then "
-                + (
-                    "check that your token belongs to that account."
-                    if token_sent
-                    else "set HF_TOKEN (or run `hf auth login`) with a token of that account."
-                )
-            ),
-        )
+        return gated_error(endpoint, repo_type, repo_id, token_sent=token_sent)
     if message == "Access to this resource is disabled.":
         return AccessError(f"{what} has been disabled on the Hub.", hint="Choose another repo.")
     if code == "RepoNotFound" or (status in (401, 404) and not code and path is None):
@@ -127,6 +142,23 @@ def hub_error(
     )
 
 
+def gated_error(endpoint: str, repo_type: str, repo_id: str, *, token_sent: bool) -> AccessError:
+    """A gated repository the caller may not read (yet): where to accept its terms."""
+    page = repo_page(endpoint, repo_type, repo_id)
+    return AccessError(
+        f"{_TYPE_PREFIX[repo_type]}{repo_id} is gated: you must accept its terms before "
+        "downloading.",
+        hint=(
+            f"Open {page}, accept the conditions while logged in, then "
+            + (
+                "check that your token belongs to that account."
+                if token_sent
+                else "set HF_TOKEN (or run `hf auth login`) with a token of that account."
+            )
+        ),
+    )
+
+
 class HubApi:
     """Async calls to one Hub endpoint for one repo."""
 
@@ -148,6 +180,12 @@ class HubApi:
         self.credential = credential
         self.requests = 0
         self._base = f"{endpoint}/api/{_TYPE_PLURAL[repo_type]}/{repo_id}"
+        self._info: dict[str | None, RepoInfo] = {}
+
+    @property
+    def token_sent(self) -> bool:
+        """Whether requests to the endpoint carry a token."""
+        return self.credential is not None and bool(self.credential.headers_for(self._base))
 
     def error_for(self, response: httpx2.Response, **ctx: Any) -> NbmodelsError | RetryableError:
         return hub_error(
@@ -179,12 +217,8 @@ class HubApi:
     async def _request_once(
         self, method: str, url: str, ctx: dict[str, Any], **kwargs: Any
     ) -> tuple[Any, httpx2.Response]:
-        headers = {"Accept": "application/json"}
-        if self.credential is not None:
-            headers.update(self.credential.headers_for(url))
-        self.requests += 1
-        request = self.client.build_request(method, url, headers=headers, **kwargs)
-        response = await self.client.send(request, stream=True)
+        response = await self._send_following_renames(method, url, kwargs)
+        url = str(response.url)
         try:
             if response.status_code >= 400:
                 raise self.error_for(response, **ctx)
@@ -210,19 +244,62 @@ class HubApi:
         except ValueError as exc:
             raise NetworkError(f"The Hub's answer to {redact_url(url)} is not valid JSON.") from exc
 
+    async def _send_following_renames(
+        self, method: str, url: str, kwargs: dict[str, Any]
+    ) -> httpx2.Response:
+        """Send, following redirects that stay on the endpoint's origin: the Hub's answer for a
+        renamed repository (``gpt2`` -> ``openai-community/gpt2``). A redirect elsewhere is
+        not followed (the caller reports the 3xx)."""
+        endpoint = origin_of(self.endpoint)
+        for _hop in range(self.settings.max_redirects + 1):
+            headers = {"Accept": "application/json"}
+            if self.credential is not None:
+                headers.update(self.credential.headers_for(url))
+            self.requests += 1
+            request = self.client.build_request(method, url, headers=headers, **kwargs)
+            response = await self.client.send(request, stream=True)
+            location = response.headers.get("Location")
+            if not response.is_redirect or location is None:
+                return response
+            try:
+                target = urljoin(url, location)
+                same = origin_of(target) == endpoint
+            except ValueError:
+                same = False
+            if not same:
+                return response
+            await response.aclose()
+            url = target
+        raise NetworkError(
+            f"Too many redirects (more than {self.settings.max_redirects}) from the Hub for "
+            f"{self.repo_id}."
+        )
+
     async def commit(self, revision: str | None) -> str:
         """The 40-hex commit a revision points to (the default branch when None)."""
+        return (await self.info(revision)).commit
+
+    async def info(self, revision: str | None) -> RepoInfo:
+        """The repository at a revision (the default branch when None): its commit, whether it
+        is gated, and its file list when usable. Asked once per revision and HubApi."""
+        if revision in self._info:
+            return self._info[revision]
         url = (
             self._base if revision is None else f"{self._base}/revision/{quote(revision, safe='')}"
         )
         data, _ = await self._request("GET", url, ctx={"revision": revision})
-        sha = data.get("sha") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise NetworkError(f"The Hub's description of {self.repo_id} is not an object.")
         try:
-            return safe_commit(str(sha))
+            commit = safe_commit(str(data.get("sha")))
         except UnsafePathError as exc:
             raise NetworkError(
                 f"The Hub returned an invalid commit for {self.repo_id}: {exc}."
             ) from exc
+        gated = data.get("gated")
+        info = RepoInfo(commit, bool(gated) and gated != "false", _siblings(data.get("siblings")))
+        self._info[revision] = info
+        return info
 
     async def tree(
         self, commit: str, folder: str | None = None, recursive: bool = True
@@ -271,6 +348,53 @@ class HubApi:
         if not isinstance(data, list):
             raise NetworkError(f"The Hub's paths-info answer for {self.repo_id} is not a list.")
         return [e for e in (_entry(x) for x in data) if e is not None]
+
+
+async def find_repo(
+    readings: Sequence[ModelRef],
+    revision: str | None,
+    make_api: Callable[[ModelRef], HubApi],
+) -> tuple[ModelRef, HubApi, RepoInfo]:
+    """The first reading whose repository the Hub knows, its API and its :class:`RepoInfo`.
+
+    A reading the Hub answers "repository not found" for passes to the next (one request
+    each); any other error (a missing revision, a network failure) is the answer. When no
+    reading exists, the error names every repository that was tried.
+    """
+    missing: list[RepoNotFoundError] = []
+    for reading in readings:
+        api = make_api(reading)
+        try:
+            return reading, api, await api.info(revision)
+        except RepoNotFoundError as exc:
+            missing.append(exc)
+    if len(missing) == 1:
+        raise missing[0]
+    tried = " nor ".join(
+        f"{r.repo_url_path}" + (f" (with {r.path})" if r.path and r is not readings[0] else "")
+        for r in readings
+    )
+    where = make_api(readings[0]).endpoint
+    raise RepoNotFoundError(
+        f"Neither repository {tried} was found on {where} (or they are private).",
+        hint=missing[0].hint,
+    )
+
+
+def _siblings(raw: object) -> tuple[str, ...] | None:
+    """The ``siblings`` file names, validated; None when absent, empty or possibly truncated."""
+    if not isinstance(raw, list) or not 0 < len(raw) < LARGE_REPO:
+        return None
+    names: list[str] = []
+    for item in raw:
+        name = item.get("rfilename") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise NetworkError("The Hub returned a malformed file list.")
+        try:
+            names.append(safe_relpath(name))
+        except UnsafePathError as exc:
+            raise NetworkError(f"The Hub returned an unsafe file path: {exc}.") from None
+    return tuple(names)
 
 
 def _entry(raw: object) -> HubEntry | None:

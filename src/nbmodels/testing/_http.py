@@ -251,7 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
-        if self.command == "HEAD" or len(body) == 0:
+        quick = not {"stall", "drop", "trickle"} & set(by_kind) and len(body) <= _TAIL
+        if self.command == "HEAD" or len(body) == 0 or quick:
+            # A client may act on the headers alone (an error status) and never read a small
+            # body: announce the end before they leave, so the log never misses this answer.
             self._finishing()
         self.end_headers()
         self._headers_sent = True

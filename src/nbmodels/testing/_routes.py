@@ -26,6 +26,7 @@ __all__ = ["Router", "error", "parse_range"]
 
 _TYPES: Mapping[str, RepoType] = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX: Mapping[str, str] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_API_ROUTES = frozenset({"revision", "tree", "paths-info", "refs", ""})
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 _LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 
@@ -289,10 +290,13 @@ class Router:
     def _api(self, request: Request, repo_type: RepoType, segs: list[str]) -> Response:
         n = 1
         if len(segs) >= 2:
+            # A one-segment id (``gpt2``) only when a route follows it, as on the Hub:
+            # /api/models/gpt2/config.json asks for the repository "gpt2/config.json".
             two = unquote("/".join(segs[:2]))
             known = self.hub._find(repo_type, two) or self.hub._renamed_to(repo_type, two)
-            one = self.hub._find(repo_type, unquote(segs[0]))
-            n = 2 if known or not one else 1
+            first = unquote(segs[0])
+            one = self.hub._find(repo_type, first) or self.hub._renamed_to(repo_type, first)
+            n = 2 if known or not one or segs[1] not in _API_ROUTES else 1
         repo_id = unquote("/".join(segs[:n]))
         rest = [unquote(s) for s in segs[n:]]
         if (moved := self._renamed(request, repo_type, repo_id)) is not None:
