@@ -1,5 +1,6 @@
-"""A sha256 the user gives is checked for Hub references too (issue 12, item 1; DESIGN §5.3):
-through the real Hub emulator, the API, the CLI and the magic."""
+"""A sha256 the user gives is checked for Hub references too (issue 12, item 1;
+docs/download-contract.md, rule 3): through the real Hub emulator, the API, the CLI and the
+magic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The sha256 a user gives (``sha256=``, ``--sha256``) for a Hub reference (DESIGN §5.3).
+"""The sha256 a user gives (``sha256=``, ``--sha256``) for a Hub reference
+(docs/download-contract.md, rule 3).
 
 Which file it applies to: the one file the reference means.
 

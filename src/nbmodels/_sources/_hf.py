@@ -1,4 +1,4 @@
-"""Hugging Face references -> plans (DESIGN §3, §4).
+"""Hugging Face references -> plans (docs/public-api.md, References; docs/storage.md).
 
 Resolution order for a reference (each of its :attr:`~nbmodels._refs.ModelRef.readings`: a
 text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` or the file

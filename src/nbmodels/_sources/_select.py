@@ -1,10 +1,10 @@
 """Which files of a Hub repository a reference means (pure: no I/O).
 
-Quant rules (DESIGN §3): a quant matches case-insensitively, brings every part of a split GGUF,
-also inside quant-named folders; a GGUF repository without a quant means its default quant
-(Q4_K_M, else Q8_0, else the only one); sidecars (``mmproj``, ``imatrix``) are not quants. A
-named part of a split GGUF brings every part. Anything missing is a :class:`NotFoundError`
-that carries what does exist (``candidates``).
+Quant rules (docs/public-api.md, References): a quant matches case-insensitively, brings every
+part of a split GGUF, also inside quant-named folders; a GGUF repository without a quant means
+its default quant (Q4_K_M, else Q8_0, else the only one); sidecars (``mmproj``, ``imatrix``)
+are not quants. A named part of a split GGUF brings every part. Anything missing is a
+:class:`NotFoundError` that carries what does exist (``candidates``).
 """
 
 from __future__ import annotations
