@@ -67,6 +67,10 @@ class Option:
         return f"{self.name}=True" if self.switch else f"{self.name}="
 
 
+#: A hint: plain text, or text and :class:`Option` parts.
+Hint = str | Sequence[str | Option] | None
+
+
 class NbmodelsError(Exception):
     """Base class of every nbmodels error.
 
@@ -79,7 +83,7 @@ class NbmodelsError(Exception):
     hint: str | None = None
     hint_parts: tuple[str | Option, ...] = ()
 
-    def __init__(self, message: str, *, hint: str | Sequence[str | Option] | None = None) -> None:
+    def __init__(self, message: str, *, hint: Hint = None) -> None:
         self.fact = message
         if hint is not None:
             self.hint_parts = (hint,) if isinstance(hint, str) else tuple(hint)
@@ -120,7 +124,7 @@ class NotFoundError(NbmodelsError):
         message: str,
         *,
         candidates: Sequence[str] = (),
-        hint: str | None = None,
+        hint: Hint = None,
     ) -> None:
         self.candidates: tuple[str, ...] = tuple(candidates)
         super().__init__(message, hint=hint)
@@ -144,7 +148,7 @@ class IntegrityError(NbmodelsError):
         *,
         expected: str | int | None = None,
         actual: str | int | None = None,
-        hint: str | None = None,
+        hint: Hint = None,
     ) -> None:
         self.expected = expected
         self.actual = actual
@@ -161,7 +165,7 @@ class InsufficientSpaceError(NbmodelsError, OSError):
         needed: int,
         available: int,
         path: str,
-        hint: str | Sequence[str | Option] | None = None,
+        hint: Hint = None,
     ) -> None:
         self.needed = needed
         self.available = available
@@ -199,7 +203,7 @@ class ArchiveError(NbmodelsError):
         message: str,
         *,
         member: str | None = None,
-        hint: str | Sequence[str | Option] | None = None,
+        hint: Hint = None,
     ) -> None:
         self.member = member
         super().__init__(message, hint=hint)

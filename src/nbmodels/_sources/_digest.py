@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 from .._refs import ModelRef
-from ..errors import IntegrityError, RefError
+from ..errors import IntegrityError, Option, RefError
 
 __all__ = ["check_hub_sha256", "check_on_disk", "digest_target", "disk_sha256"]
 
@@ -96,6 +96,10 @@ def check_on_disk(name: str, path: Path, expected: str, blob_name: str | None = 
             "it was left as it is.",
             expected=expected,
             actual=actual,
-            hint="Check the digest and the revision; if the file on disk is damaged, "
-            "download it again with force.",
+            hint=(
+                "Check the digest and the revision; if the file on disk is damaged, "
+                "download it again with ",
+                Option("force", switch=True),
+                ".",
+            ),
         )
