@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nbmodels import _engine
 from nbmodels._config import Settings
+from nbmodels.engine import _engine
 from tests.faultserver import FaultServer
 
 #: Short waits so failure paths finish quickly; nothing here makes a test depend on speed.

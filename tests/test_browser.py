@@ -34,9 +34,9 @@ from typing import Any
 
 import pytest
 
-from nbmodels._inspect import ModelCard
-from nbmodels._memory import Machine, estimate
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
+from nbmodels.cards._inspect import ModelCard
+from nbmodels.cards._memory import Machine, estimate
 from nbmodels.notebook._state import card_state, job_state
 
 CHROMIUM = "/usr/lib/chromium/chromium"

@@ -11,12 +11,12 @@ import filelock
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._cache import resolve_cached, scan_cache
-from nbmodels._cache_remove import remove
-from nbmodels._cache_verify import hash_file, hub_expectations, verify, verify_offline
-from nbmodels._manifest import load_manifest
 from nbmodels._options import Options
+from nbmodels.cache._remove import remove
+from nbmodels.cache._scan import resolve_cached, scan_cache
+from nbmodels.cache._verify import hash_file, hub_expectations, verify, verify_offline
+from nbmodels.cli._manifest import load_manifest
+from nbmodels.engine import _engine
 from nbmodels.errors import NbmodelsError, NotFoundError
 from nbmodels.testing import HubEmulator
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._cli_progress import BarView, PlainView, make_view
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
+from nbmodels.cli._progress import BarView, PlainView, make_view
+from nbmodels.engine import _engine
 from nbmodels.testing import HubEmulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
 from nbmodels._fserrors import describe_os_error, fs_error
 from nbmodels._options import Options, OptionValueError
-from nbmodels._transfer import _file
+from nbmodels.engine import _engine
 from nbmodels.errors import InsufficientSpaceError, NbmodelsError, Option
 from nbmodels.testing import HubEmulator
+from nbmodels.transfer import _file
 from tests.conftest import FAST, payload
 from tests.faultserver import FaultServer
 

@@ -78,7 +78,7 @@ def test_the_contract_has_ten_rules_each_kept_by_modules_that_exist() -> None:
     for section in re.split(r"^## ", text, flags=re.M)[1:11]:
         where = section.split("*Where:*", 1)
         assert len(where) == 2, section.splitlines()[0]
-        modules = re.findall(r"`((?:_\w+/)?_\w+\.py)`", where[1])
+        modules = re.findall(r"`((?:_?\w+/)?_\w+\.py)`", where[1])
         assert modules, section.splitlines()[0]
         for module in modules:
             assert (SRC / module).exists(), f"{section.splitlines()[0]}: {module}"

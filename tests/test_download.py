@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
 from nbmodels._progress import JobSnapshot
-from nbmodels._transfer import partial_paths
+from nbmodels.engine import _engine
+from nbmodels.transfer import partial_paths
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer, http_date
 
@@ -423,7 +423,7 @@ def test_disk_full_mid_way_keeps_resume_state(
 ) -> None:
     import errno
 
-    from nbmodels._transfer import _file
+    from nbmodels.transfer import _file
 
     data = payload(SIZE)
     server.add_file("m.bin", data)

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._transfer import partial_paths
+from nbmodels.engine import _engine
+from nbmodels.transfer import partial_paths
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from nbmodels import ArchiveError, CanceledError, InsufficientSpaceError
-from nbmodels._extract import (
+from nbmodels.archives import (
     MARKER,
     ExtractLimits,
     _folder,
@@ -34,7 +34,7 @@ from nbmodels._extract import (
     is_archive_name,
     read_marker,
 )
-from nbmodels._extract._write import resolves_inside
+from nbmodels.archives._write import resolves_inside
 from tests.conftest import payload
 
 TarEntry = tuple[tarfile.TarInfo, bytes | None]

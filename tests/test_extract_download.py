@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import ArchiveError, _engine
-from nbmodels._extract import MARKER, read_marker
+from nbmodels import ArchiveError
+from nbmodels.archives import MARKER, read_marker
+from nbmodels.engine import _engine
 from nbmodels.testing import HubEmulator, HubFile
 from tests.conftest import payload
 from tests.faultserver import FaultServer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nbmodels._transfer._hasher import PrefixHasher
+from nbmodels.transfer._hasher import PrefixHasher
 
 KIB = 1024
 

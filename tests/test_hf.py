@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._sources._hf import select_quant, split_siblings
+from nbmodels.engine import _engine
+from nbmodels.sources._hf import select_quant, split_siblings
 from nbmodels.testing import Fault, HubEmulator, StandardRepos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,8 +274,8 @@ def test_token_not_sent_to_a_pagination_link_on_another_origin(settings: object)
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from nbmodels._config import Settings
-    from nbmodels._sources._hub_api import HubApi
-    from nbmodels._transfer import Credential, make_client, origin_of
+    from nbmodels.hub._api import HubApi
+    from nbmodels.transfer import Credential, make_client, origin_of
 
     assert isinstance(settings, Settings)
     seen: dict[str, list[str | None]] = {"hub": [], "other": []}

@@ -38,8 +38,9 @@ from urllib.parse import unquote
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._transfer import _http, partial_paths
+from nbmodels.engine import _engine
+from nbmodels.net import _http
+from nbmodels.transfer import partial_paths
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer, Request, http_date
 
@@ -1541,7 +1542,7 @@ def test_pagination_loop_is_bounded(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from nbmodels._sources import _hub_api
+    from nbmodels.hub import _api as _hub_api
 
     monkeypatch.setattr(_hub_api, "MAX_PAGES", 5)
     hostile_hub.link = f"{hostile_hub.url}/api/models/o/r/tree/{COMMIT}?cursor=again"
@@ -1604,7 +1605,7 @@ def test_oversized_api_answer_is_not_read_whole(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from nbmodels._sources import _hub_api
+    from nbmodels.hub import _api as _hub_api
 
     monkeypatch.setattr(_hub_api, "MAX_BODY", 1 * MIB)
     body = b" " * (48 * MIB) + json.dumps({"sha": COMMIT}).encode()
@@ -1620,9 +1621,9 @@ def test_compressed_api_answer_cannot_inflate_past_the_limit(
     hostile_hub: HostileHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gzip bomb: 64 MiB of JSON white space in about 64 KiB on the wire."""
-    from nbmodels._sources import _hub_api
-    from nbmodels._sources._hub_api import HubApi
-    from nbmodels._transfer import make_client
+    from nbmodels.hub import _api as _hub_api
+    from nbmodels.hub._api import HubApi
+    from nbmodels.transfer import make_client
 
     monkeypatch.setattr(_hub_api, "MAX_BODY", 1 * MIB)
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)

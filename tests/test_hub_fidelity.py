@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._sources._hf_storage import CACHEDIR_TAG_CONTENT
+from nbmodels.engine import _engine
+from nbmodels.hub._storage import CACHEDIR_TAG_CONTENT
 from nbmodels.testing import HubEmulator, StandardRepos
 
 
@@ -122,7 +122,7 @@ def _scan_warnings() -> list[str]:
 def test_rm_of_a_repo_huggingface_hub_downloaded_leaves_nothing(
     hub: HubEmulator, ids: StandardRepos
 ) -> None:
-    from nbmodels._cli import main
+    from nbmodels.cli._main import main
 
     snapshot = _snapshot_download(hub, ids.safetensors)
     root = snapshot.parents[1]
@@ -135,7 +135,7 @@ def test_rm_of_a_repo_huggingface_hub_downloaded_leaves_nothing(
 def test_rm_of_one_revision_removes_only_its_tree_listing(
     hub: HubEmulator, ids: StandardRepos
 ) -> None:
-    from nbmodels._cache_remove import remove
+    from nbmodels.cache._remove import remove
 
     main_snap = _snapshot_download(hub, ids.gguf)
     dev_snap = _snapshot_download(hub, ids.gguf, revision="dev")
@@ -150,7 +150,7 @@ def test_rm_of_one_revision_removes_only_its_tree_listing(
 
 
 def test_rm_dry_run_keeps_the_tree_listings(hub: HubEmulator, ids: StandardRepos) -> None:
-    from nbmodels._cache_remove import remove
+    from nbmodels.cache._remove import remove
 
     snapshot = _snapshot_download(hub, ids.safetensors)
     remove(ids.safetensors, dry_run=True)
@@ -162,7 +162,7 @@ def test_rm_of_a_whole_repo_also_removes_stale_leftovers(
 ) -> None:
     """Listings of commits without a snapshot, markers and partial data of an ended download
     would keep the folder alive without snapshots/ (a corrupt repo for scan_cache_dir)."""
-    from nbmodels._cache_remove import remove
+    from nbmodels.cache._remove import remove
 
     snapshot = _snapshot_download(hub, ids.safetensors)
     root = snapshot.parents[1]
@@ -179,7 +179,7 @@ def test_rm_leaves_a_repo_folder_whose_download_is_running(
 ) -> None:
     import filelock
 
-    from nbmodels._cache_remove import remove
+    from nbmodels.cache._remove import remove
 
     snapshot = _snapshot_download(hub, ids.safetensors)
     root = snapshot.parents[1]

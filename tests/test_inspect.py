@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._gguf_reader import GGUFFormatError, NeedMoreData, parse_gguf_header
-from nbmodels._inspect import ModelCard, format_count
-from nbmodels._memory import (
+from nbmodels.cards._gguf import GGUFFormatError, NeedMoreData, parse_gguf_header
+from nbmodels.cards._inspect import ModelCard, format_count
+from nbmodels.cards._memory import (
     Gpu,
     Machine,
     estimate,
@@ -26,7 +25,8 @@ from nbmodels._memory import (
     read_meminfo,
     verdict,
 )
-from nbmodels._weights import INITIAL_READ, select_weights
+from nbmodels.cards._weights import INITIAL_READ, select_weights
+from nbmodels.engine import _engine
 from nbmodels.errors import NbmodelsError, NotFoundError, OfflineError
 from nbmodels.testing import Fault, HubEmulator
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
 from nbmodels._listing import REASON_WIDTH, cut, job_label, newest, older_line, reason
 from nbmodels._progress import JobSnapshot, Progress
+from nbmodels.engine import _engine
 from nbmodels.notebook._state import job_state
 from nbmodels.notebook._text import panel_text
 from nbmodels.testing import HubEmulator

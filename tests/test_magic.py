@@ -1,6 +1,6 @@
 """``%model_download`` / ``%%model_download`` / ``%model_panel`` in a real in-process IPython
 shell, against the fault server (``--inspect``: the local Hub emulator); and the shared flag
-table (``nbmodels._cliopts``)."""
+table (``nbmodels._flags``)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 import nbmodels
-from nbmodels import _cliopts, _engine
-from nbmodels._inspect import ModelCard
-from nbmodels._transfer import partial_paths
+from nbmodels import _flags as _cliopts
+from nbmodels.cards._inspect import ModelCard
+from nbmodels.engine import _engine
 from nbmodels.notebook import _magic
 from nbmodels.testing import HubEmulator
+from nbmodels.transfer import partial_paths
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 
@@ -241,7 +242,7 @@ def test_disk_full_names_the_flag_and_what_is_kept(
 ) -> None:
     import errno
 
-    from nbmodels._transfer import _file
+    from nbmodels.transfer import _file
 
     url = add(server, "full.bin")
     written = [0]

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nbmodels
-from nbmodels import _engine
 from nbmodels._refs import ModelRef, parse_ref
+from nbmodels.engine import _engine
 from nbmodels.errors import RefError, RepoNotFoundError
 from nbmodels.testing import HubEmulator, StandardRepos
 
@@ -308,7 +308,7 @@ def test_a_missing_file_of_a_repository_without_owner_lists_candidates(
 def test_rm_verify_and_ls_take_a_repository_without_owner(
     engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
 ) -> None:
-    from nbmodels._cli import main
+    from nbmodels.cli._main import main
 
     nbmodels.resolve(f"hf:{LEGACY}")
     out = Path(os.environ["NBMODELS_HOME"]) / "ls.json"
@@ -330,7 +330,7 @@ def test_remote_sessions_pick_the_reading_the_hub_knows(
     chosen reading's repository info is not asked for twice."""
     from nbmodels._config import Settings
     from nbmodels._options import Options
-    from nbmodels._remote import hub_session, run_sync
+    from nbmodels.cards._remote import hub_session, run_sync
 
     async def probe() -> tuple[ModelRef, str]:
         ref = parse_ref(f"hf:{LEGACY}/config.json")

@@ -21,15 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._transfer import RangeSet, partial_paths
-from nbmodels._transfer._file import (
+from nbmodels.engine import _engine
+from nbmodels.transfer import RangeSet, partial_paths
+from nbmodels.transfer._file import (
     FAST_STREAM,
     START_RATE,
     auto_connections,
     start_connections,
 )
-from nbmodels._transfer._parts import MIN_PART, STEAL_AFTER, Part, PartPlan
+from nbmodels.transfer._parts import MIN_PART, STEAL_AFTER, Part, PartPlan
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer
 from tests.test_download import wait_for

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._transfer import RangeSet, _file, partial_paths
+from nbmodels.engine import _engine
 from nbmodels.testing import GeneratedFile, HubEmulator
+from nbmodels.transfer import RangeSet, _file, partial_paths
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 from tests.test_hostile import Scripted, Seen, custom_engine, file_answer, leftovers

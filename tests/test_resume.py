@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
+from nbmodels.engine import _engine
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer, Request
 

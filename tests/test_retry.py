@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._cli_progress import PlainView, file_text, job_text
 from nbmodels._config import Settings
 from nbmodels._progress import FileProgress, JobSnapshot, Progress, RetryNotice, format_progress
+from nbmodels.cli._progress import PlainView, file_text, job_text
+from nbmodels.engine import _engine
 from nbmodels.notebook._state import job_state, plain_text
 from nbmodels.notebook._text import progress_line
 from tests.conftest import FAST, payload

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import nbmodels
-from nbmodels import _engine
+from nbmodels.engine import _engine
 from nbmodels.testing import Fault as HubFault
 from nbmodels.testing import GeneratedFile, HubEmulator
 from tests.conftest import FAST, payload

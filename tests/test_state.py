@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import nbmodels
-from nbmodels import _engine
-from nbmodels._transfer import PartialState, RangeSet, partial_paths
-from nbmodels._transfer._state import STATE_VERSION
+from nbmodels.engine import _engine
+from nbmodels.transfer import PartialState, RangeSet, partial_paths
+from nbmodels.transfer._state import STATE_VERSION
 from tests.conftest import payload
 from tests.faultserver import FaultServer
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import nbmodels
-from nbmodels import _engine
+from nbmodels.engine import _engine
 from nbmodels.notebook import _text
 from nbmodels.notebook._text import TextProgress
 from tests.conftest import payload

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels import _engine
+from nbmodels.engine import _engine
 from nbmodels.errors import IntegrityError, RefError
 from nbmodels.testing import HubEmulator, StandardRepos
 

@@ -17,9 +17,9 @@ pytest.importorskip("anywidget")
 import comm
 
 import nbmodels
-from nbmodels import _engine
 from nbmodels._options import Options
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
+from nbmodels.engine import _engine
 from nbmodels.notebook import _display, _publisher, _widget
 from nbmodels.notebook._state import CARD_KEYS, job_state, one_line, plain_text
 from nbmodels.notebook._text import TextProgress, progress_line
@@ -405,7 +405,7 @@ def test_a_failed_inspection_leaves_no_card_and_says_nothing(
 def test_a_card_arriving_after_close_is_dropped(
     publisher: _publisher.Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbmodels._inspect import ModelCard
+    from nbmodels.cards._inspect import ModelCard
 
     gate = threading.Event()
 

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import errors
-from ._engine import get_engine
-from ._job import Job
 from ._options import Options
 from ._progress import (
     FileProgress,
@@ -26,6 +24,8 @@ from ._progress import (
     Subscriber,
     format_progress,
 )
+from .engine._engine import get_engine
+from .engine._job import Job
 from .errors import (
     AccessError,
     ArchiveError,
@@ -41,7 +41,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._inspect import ModelCard
+    from .cards._inspect import ModelCard
 
 __version__ = "0.1.0"
 
@@ -125,7 +125,7 @@ def inspect(
     Q4_K_M · ctx 2048 · 668.0 MB · fits (needs ~0.9 GB of 23 GB)``; ``card.to_dict()`` is the
     JSON of ``nbmodels inspect --json``. Raises the usual ``NbmodelsError`` subclasses.
     """
-    from ._inspect import inspect as _inspect
+    from .cards._inspect import inspect as _inspect
 
     return _inspect(ref, context=context, **options)
 

@@ -1,10 +1,10 @@
-"""``python -m nbmodels`` — the ``nbmodels`` command (see :mod:`nbmodels._cli`)."""
+"""``python -m nbmodels`` — the ``nbmodels`` command (see :mod:`nbmodels.cli._main`)."""
 
 from __future__ import annotations
 
 import sys
 
-from ._cli import main
+from .cli._main import main
 
 __all__ = ["main"]
 

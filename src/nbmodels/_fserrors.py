@@ -70,7 +70,7 @@ def _under(path: Path, root: Path) -> bool:
 def _hint(path: Path | None, exc: OSError) -> tuple[str | Option, ...]:
     """The next step: which setting chose this place, and the option that chooses another."""
     from ._config import nbmodels_home
-    from ._sources._hf_storage import hf_cache_dir
+    from .hub._storage import hf_cache_dir
 
     if exc.errno in _NO_SPACE:
         return ("Free up space, or choose a directory on another disk with ", Option("dir"), ".")

@@ -13,7 +13,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 from IPython.utils.text import DollarFormatter
 
-from .._cliopts import (
+from .._flags import (
     Command,
     UsageError,
     build_parser,
@@ -21,18 +21,18 @@ from .._cliopts import (
     options_from_namespace,
     parse_command,
 )
-from .._cliopts import _Parser as _CmdParser
-from .._job import Job
+from .._flags import _Parser as _CmdParser
 from .._listing import SHOWN
 from .._options import Options, OptionValueError
 from .._redact import redact_url
+from ..engine._job import Job
 from ..errors import NbmodelsError
 from ._context import widgets_supported
 from ._state import card_details, one_line, status_label
 from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
-    from .._inspect import ModelCard
+    from ..cards._inspect import ModelCard
 
 __all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 
@@ -83,7 +83,7 @@ INSPECT_OPTIONS = ("revision", "dir", "offline")
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The shared download parser (:mod:`nbmodels._cliopts`) plus the magic's own flags (the
+    """The shared download parser (:mod:`nbmodels._flags`) plus the magic's own flags (the
     CLI has ``nbmodels inspect`` instead of ``--inspect``)."""
     parser = build_parser(PROG)
     group = parser.add_argument_group("model card")

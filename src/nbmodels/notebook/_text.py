@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .._job import Job
 from .._listing import REASON_WIDTH, SHOWN, newest, older_line
 from .._progress import Progress, format_progress, group_retry
+from ..engine._job import Job
 from ._context import current_shell, is_kernel
 from ._state import display_name, plain_text, status_label
 

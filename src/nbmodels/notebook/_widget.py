@@ -29,16 +29,16 @@ from urllib.parse import urlsplit
 import anywidget
 import traitlets
 
-from .._job import Job
 from .._progress import JobSnapshot
 from .._redact import redact_text
+from ..engine._job import Job
 from ..errors import NbmodelsError
 from ._context import widget_handler
 from ._publisher import INTERVAL, Publisher, get_publisher
 from ._state import card_state, job_state, one_line, plain_text
 
 if TYPE_CHECKING:
-    from .._inspect import ModelCard
+    from ..cards._inspect import ModelCard
 
 __all__ = ["JobWidget", "PanelWidget", "card_wanted", "inspect_model"]
 

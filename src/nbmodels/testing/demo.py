@@ -31,7 +31,7 @@ def _line(text: str) -> None:
 def _follow(job: object, label: str) -> Path:
     """Print the job's progress (twice a second) until it ends; return its path."""
     from nbmodels import NbmodelsError, format_progress
-    from nbmodels._job import Job
+    from nbmodels.engine._job import Job
 
     assert isinstance(job, Job)
     tty = sys.stdout.isatty()
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo failed: {exc}", file=sys.stderr)
             return 1
     if not args.keep:
-        from nbmodels import _engine
+        from nbmodels.engine import _engine
 
         _engine.get_engine().close()
         shutil.rmtree(home, ignore_errors=True)

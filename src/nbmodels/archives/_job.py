@@ -1,0 +1,124 @@
+"""The engine's extraction step (``extract=True``): once a job's files are published and
+verified, the archives among them are unpacked on a worker thread (never on the loop), the job
+shows ``extracting`` meanwhile, and its ``path`` becomes the folder.
+
+Where a folder goes: beside its archive (:func:`nbmodels.archives.default_dest`), except for a
+file of the Hugging Face cache, whose folder goes to ``<repo folder>/extracted/<commit>/...``:
+never inside a snapshot, which huggingface_hub and ``nbmodels ls`` read as the repo's own files.
+
+A pause, a cancel or the engine's shutdown sets the extraction's stop event; the worker then
+removes its hidden folder and the job's task waits for that before it goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._aio import run_blocking
+from .._options import Options
+from ..errors import ArchiveError
+from ..hub._storage import hf_cache_dir
+from ..sources import Plan, PlannedFile
+from . import archive_format, default_dest, extract_archive, extracted_from, not_an_archive
+
+if TYPE_CHECKING:
+    from ..engine._job import Job, _FileState
+
+__all__ = ["extract_dest", "unpack_job", "unpacked_already"]
+
+
+def extract_dest(path: Path) -> Path:
+    """The folder the archive at ``path`` (as a plan names it) unpacks into."""
+    cache = hf_cache_dir()
+    try:
+        rel = path.relative_to(cache)
+    except ValueError:
+        return default_dest(path)
+    parts = rel.parts
+    if len(parts) >= 4 and parts[1] == "snapshots":
+        return default_dest(cache.joinpath(parts[0], "extracted", *parts[2:]))
+    return default_dest(path)
+
+
+async def unpacked_already(plan: Plan, options: Options) -> set[Path]:
+    """Files whose archive was removed after an earlier extraction (``remove_archive``) and
+    whose folder still says it came from the same download: nothing to fetch for them."""
+    if not (options.extract and options.remove_archive) or options.force:
+        return set()
+    out: set[Path] = set()
+    for f in plan.files:
+        spec = f.spec
+        if spec is None:
+            continue
+        done = await asyncio.to_thread(
+            extracted_from,
+            extract_dest(f.path),
+            origin=spec.key,
+            sha256=spec.sha256,
+            size=spec.size,
+        )
+        if done:
+            out.add(f.path)
+    return out
+
+
+async def unpack_job(job: Job, plan: Plan, skipped: set[Path]) -> Path:
+    """Unpack the archives among the job's files; return the job's new primary path."""
+    job._set_status("extracting")
+    primary = plan.primary
+    paths = list(job._paths)
+    found = False
+    for f, state in zip(plan.files, job._files, strict=True):
+        folder = extract_dest(f.path)
+        if f.path not in skipped:
+            if await asyncio.to_thread(archive_format, f.path) is None:
+                continue
+            await _unpack_one(job, f, state, folder)
+        found = True
+        if job.options.remove_archive:
+            await asyncio.to_thread(f.path.unlink, missing_ok=True)
+            paths = [folder if p == f.path else p for p in paths]
+            state.path = folder
+        if f.path == plan.primary:
+            primary = folder
+    if not found:
+        raise await _nothing_to_unpack(plan)
+    job._paths = paths
+    job._path = primary
+    return primary
+
+
+async def _unpack_one(job: Job, f: PlannedFile, state: _FileState, folder: Path) -> None:
+    stop = threading.Event()
+    before = state.status
+    state.status = "extracting"
+    job._publish()
+    spec = f.spec
+    work = partial(
+        extract_archive,
+        f.path,
+        folder,
+        force=job.options.force,
+        sha256=None if spec is None else spec.sha256,
+        origin=None if spec is None else spec.key,
+        stop=stop,
+    )
+    try:
+        await run_blocking(work, stop.set, "nbmodels-extract")
+    finally:
+        state.status = before
+        job._publish()
+
+
+async def _nothing_to_unpack(plan: Plan) -> ArchiveError:
+    if len(plan.files) == 1:
+        return await asyncio.to_thread(not_an_archive, plan.files[0].path)
+    return ArchiveError(
+        f"None of the {len(plan.files)} files of {plan.description or 'this download'} is an "
+        "archive nbmodels can unpack (.zip, .tar, .tar.gz, .tar.bz2, .tar.xz).",
+        hint="Download it without extract.",
+    )

@@ -1,0 +1,1 @@
+"""What is on disk: listing, safe removal and verification of the Hugging Face cache."""

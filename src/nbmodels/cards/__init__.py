@@ -1,0 +1,1 @@
+"""What is in a model without downloading it: GGUF and safetensors headers, memory fit."""

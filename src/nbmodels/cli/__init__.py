@@ -1,0 +1,1 @@
+"""The ``nbmodels`` command. Never imports IPython."""

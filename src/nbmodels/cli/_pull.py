@@ -1,0 +1,151 @@
+"""``nbmodels pull``: download references (or the project manifest) with terminal progress."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .._flags import add_download_arguments, add_frontend_arguments, group_refs
+from .._flags import options_from_namespace as cli_options
+from .._options import Options, OptionValueError
+from .._refs import ACCEPTED_FORMS, parse_ref
+from ..engine import _engine
+from ..engine._job import Job
+from ..errors import NbmodelsError, RefError
+from ._main import Io, Parser, new_parser
+from ._manifest import load_manifest
+from ._progress import View, make_view
+
+__all__ = ["build", "run"]
+
+#: Seconds between two redraws (bars) / checks (plain lines).
+REFRESH = 0.2
+
+_EPILOG = f"""\
+references:
+{ACCEPTED_FORMS}
+
+With no REF, pulls the models listed in the nearest pyproject.toml:
+
+  [tool.nbmodels]
+  dir = "models"          # optional: defaults for every entry (any download option)
+  models = [
+      "hf:owner/Model-GGUF:Q4_K_M",
+      {{ ref = "owner/tiny-model", revision = "v1.0", include = ["*.json", "*.safetensors"] }},
+  ]
+
+A relative dir is relative to that pyproject.toml; options on the command line override the
+manifest's. Files already on disk are not fetched again (a pinned reference costs no request).
+Progress goes to stdout (bars on a terminal, plain lines otherwise); then each local path is
+printed on a line of its own; errors go to stderr. Exit status 1 if any download failed; 2 if
+a reference or an option value is invalid (then nothing is downloaded)."""
+
+
+def build(prog: str) -> Parser:
+    parser = new_parser(prog, "Download models into the Hugging Face cache (or --dir).", _EPILOG)
+    parser.add_argument("refs", nargs="*", metavar="REF", help="what to download")
+    add_download_arguments(parser.add_argument_group("download options"))
+    add_frontend_arguments(parser.add_argument_group("display"), background=False)
+    return parser
+
+
+def _plan(ns: argparse.Namespace, io: Io) -> list[tuple[str, dict[str, Any]]]:
+    """(reference, download options) pairs from the command line or the manifest."""
+    given = cli_options(ns)
+    refs = group_refs(ns.refs)
+    if refs:
+        return [(ref, dict(given)) for ref in refs]
+    manifest = load_manifest()
+    if not ns.quiet:
+        io.line(f"{len(manifest.entries)} model(s) listed in {manifest.path}")
+    return [(e.ref, {**e.options, **given}) for e in manifest.entries]
+
+
+def _bad_input(plan: Sequence[tuple[str, dict[str, Any]]], io: Io, prog: str) -> bool:
+    """Report every malformed reference and option value (one line each); True if any.
+    Bad input is a usage error: nothing starts."""
+    bad = False
+    seen: set[str] = set()
+    for ref, options in plan:
+        try:
+            Options.create(**options)
+        except OptionValueError as exc:
+            text = exc.render("flags")
+            if text not in seen:  # the command line's options are shared by every REF
+                seen.add(text)
+                io.usage(prog, text)
+            bad = True
+        try:
+            parse_ref(ref)
+        except RefError as exc:
+            io.error(exc)
+            bad = True
+    return bad
+
+
+def _wait(jobs: Sequence[Job], view: View) -> None:
+    """Redraw until every job is done (woken at once when one finishes)."""
+    wake = threading.Event()
+
+    def on_snapshot(snap: Any) -> None:
+        if snap.done:
+            wake.set()
+
+    stops = [job.subscribe(on_snapshot) for job in jobs]
+    try:
+        while True:
+            view.update()
+            if all(job.done for job in jobs):
+                return
+            wake.wait(REFRESH)
+            wake.clear()
+    finally:
+        for stop in stops:
+            stop()
+
+
+def run(ns: argparse.Namespace, io: Io) -> int:
+    import nbmodels
+
+    plan = _plan(ns, io)
+    if _bad_input(plan, io, "nbmodels pull"):
+        return 2
+    failures: list[Exception] = []
+    jobs: list[Job] = []
+    for ref, options in plan:
+        try:
+            jobs.append(nbmodels.download(ref, display=False, **options))
+        except (NbmodelsError, ValueError, TypeError) as exc:
+            io.error(exc)
+            failures.append(exc)
+    view = make_view(jobs, io.out, quiet=ns.quiet)
+    try:
+        _wait(jobs, view)
+    except KeyboardInterrupt:
+        view.close()
+        _engine.shutdown()  # stop the jobs now (their state is saved), before saying so
+        io.err.write(
+            "\nnbmodels: interrupted; partial data is kept: run the same command to resume.\n"
+        )
+        return 130
+    view.close()
+    for job in jobs:
+        try:
+            path = job.wait(timeout=30)
+        except NbmodelsError as exc:
+            io.error(exc)
+            failures.append(exc)
+        else:
+            io.line(str(path))
+    io.out.flush()
+    return _status(failures)
+
+
+def _status(failures: Sequence[Exception]) -> int:
+    """0 when every download succeeded; 2 when one failed for bad input (a reference found
+    invalid once resolved); else 1."""
+    if any(isinstance(exc, RefError | ValueError | TypeError) for exc in failures):
+        return 2
+    return 1 if failures else 0

@@ -1,0 +1,1 @@
+"""The engine: one background thread with its own asyncio loop, the jobs, the registry."""

@@ -1,0 +1,2 @@
+"""HTTP for every request nbmodels makes: one client, redirects with origin-bound credentials,
+retries."""
