@@ -196,6 +196,8 @@ class FileTransfer:
     ``on_progress(downloaded, total)`` is called on every chunk (keep it cheap);
     ``on_status(status)`` when the phase changes ("downloading", "verifying").
     ``connections`` caps the connections for this file (None: automatic).
+    ``fast_path=False`` keeps every byte on ``client`` (e.g. a client that skips TLS checks:
+    the fast path's connections always verify).
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class FileTransfer:
         connections: int | None = None,
         on_progress: ProgressFn | None = None,
         on_status: StatusFn | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.spec = spec
         self.client = client
@@ -238,7 +241,7 @@ class FileTransfer:
         self._piece: int | None = None
         self._written = 0
         self._direct_url: str | None = None
-        self._fast_path = True
+        self._fast_path = fast_path
 
     # -- public ---------------------------------------------------------------------------------
 
