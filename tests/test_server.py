@@ -596,3 +596,207 @@ def test_native_refuses_a_token_in_the_body(http: httpx.Client) -> None:
     answer = http.post("api/jobs", json={"ref": "nbm-test/tiny-safetensors", "token": "hf_x"})
     assert answer.status_code == 400
     assert answer.json()["error"]["details"]["field"] == "token"
+
+
+# -- bad input and safety (both servers) -----------------------------------------------------
+
+POSTS = ("api/v1/models/download", "model-download", "models/download", "api/jobs")
+
+
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"model=x", "application/x-www-form-urlencoded"),
+        (b"--b\r\nContent-Disposition: form-data; name=model\r\n\r\nx\r\n--b--\r\n",
+         "multipart/form-data; boundary=b"),
+        (b'{"model": "x"}', "text/plain"),
+        (b'{"model": "x"}', None),
+        (b"{not json", "application/json"),
+        (b"\xff\xfe", "application/json"),
+    ],
+)  # fmt: skip
+def test_anything_but_a_json_body_is_415(
+    http: httpx.Client, path: str, content: bytes, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = http.post(path, content=content, headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert answer.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 2 << 20])
+def test_bodies_over_64_kib_are_413(http: httpx.Client, path: str, size: int) -> None:
+    body = json.dumps({"model": "x", "pad": "p" * size}).encode()
+    answer = http.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["details"]["limit_bytes"] == 64 * 1024
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("api/v1/models/download", [], None),
+        ("api/v1/models/download", {}, "model"),
+        ("api/v1/models/download", {"model": 5}, "model"),
+        ("api/v1/models/download", {"model": ""}, "model"),
+        ("api/v1/models/download", {"model": "a/b", "quantization": ["Q4"]}, "quantization"),
+        ("api/v1/models/download", {"model": "a/b", "quantization": "Q4 K"}, "quantization"),
+        ("model-download", {"version": "v1"}, "model_name"),
+        ("model-download", {"model_name": "../x"}, "model_name"),
+        ("model-download", {"model_name": "/etc/passwd"}, "model_name"),
+        ("model-download", {"model_name": "a\x00b"}, "model_name"),
+        ("model-download", {"model_name": "a/b/c"}, "model_name"),
+        ("model-download", {"model_name": "ok", "version": "../../x"}, "version"),
+        ("model-download", {"model_name": "ok", "version": 1.0}, "version"),
+        ("model-download", {"model_name": "ok", "source": "s3"}, "source"),
+        ("model-download", {"model_name": "ok", "source": "url"}, "download_url"),
+        ("model-download", {"model_name": "ok", "download_url": "file:///etc/passwd"},
+         "download_url"),
+        ("model-download", {"model_name": "ok", "download_url": "ftp://h/x.bin"}, "download_url"),
+        ("model-download", {"model_name": "ok", "download_url": "https://h/"}, "download_url"),
+        ("model-download", {"model_name": "ok", "download_url": "https://h/x", "version": "a/b"},
+         "version"),
+        ("model-download", {"model_name": "ok", "checksum": "md5:abc"}, "checksum"),
+        ("model-download", {"model_name": "ok", "force_download": "yes"}, "force_download"),
+        ("model-download", {"model_name": "ok", "options": []}, "options"),
+        ("model-download", {"model_name": "ok", "options": {"timeout": "300"}}, "options.timeout"),
+        ("model-download", {"model_name": "ok", "options": {"timeout": 0}}, "options.timeout"),
+        ("model-download", {"model_name": "ok", "options": {"retry_count": True}},
+         "options.retry_count"),
+        ("model-download", {"model_name": "ok", "options": {"retry_count": 1.5}},
+         "options.retry_count"),
+        ("model-download", {"model_name": "ok", "options": {"chunk_size": -1}},
+         "options.chunk_size"),
+        ("model-download", {"model_name": "ok", "options": {"verify_ssl": False}},
+         "options.verify_ssl"),
+        ("model-download", {"model_name": "ok", "download_url": "https://h/x.bin",
+                            "options": {"verify_ssl": False}}, "options.verify_ssl"),
+        ("model-download", {"model_name": "ok", "metadata": ["x"]}, "metadata"),
+        ("model-download", {"model_name": "ok", "metadata": {"_nbmodels": 1}},
+         "metadata._nbmodels"),
+        ("models/download", {"id": "../x", "url": "https://h/x.gguf"}, "id"),
+        ("models/download", {"id": "/abs", "url": "https://h/x.gguf"}, "id"),
+        ("models/download", {"id": "a\x00b", "url": "https://h/x.gguf"}, "id"),
+        ("models/download", {"id": ".hidden", "url": "https://h/x.gguf"}, "id"),
+        ("models/download", {"id": "ok", "url": "file:///etc/passwd"}, "url"),
+        ("models/download", {"id": "ok", "url": "https://h/x.gguf", "sha256": "xyz"}, "sha256"),
+        ("models/download", {"id": "ok", "url": "https://h/x.gguf", "provider": "a b"},
+         "provider"),
+        ("models/download", {"url": "https://h/x.gguf"}, "id"),
+        ("models/download/cancel", {"id": "../x"}, "id"),
+        ("api/jobs", {"ref": 3}, "ref"),
+        ("api/jobs", {"ref": "a/b", "force": "true"}, "force"),
+        ("api/jobs", {"ref": "a/b", "connections": "4"}, "connections"),
+        ("api/jobs", {"ref": "a/b", "include": [1]}, "include"),
+    ],
+)  # fmt: skip
+def test_wrong_types_and_unsafe_values_are_400_naming_the_field(
+    http: httpx.Client, path: str, body: Any, field: str | None
+) -> None:
+    answer = http.post(path, json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    if field is not None:
+        assert error["details"]["field"] == field, error
+        assert error["message"].startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("api/v1/models/download", {"model": "not a ref ::"}, "Invalid model reference"),
+        ("api/jobs", {"ref": "https://h/x.bin", "sha256": "123"}, "sha256 must be"),
+        ("api/jobs", {"ref": "https://h/x.bin", "verify_tls": False}, "needs sha256"),
+        ("model-download", {"model_name": "ok", "metadata": {"api_token": "x"}},
+         "metadata.api_token looks like a secret"),
+    ],
+)  # fmt: skip
+def test_what_the_engine_refuses_is_400_with_its_message(
+    http: httpx.Client, path: str, body: Any, message: str
+) -> None:
+    answer = http.post(path, json=body)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]["message"]
+
+
+def test_unknown_routes_and_methods_answer_in_the_envelope(http: httpx.Client) -> None:
+    missing = http.get("no/such/route")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = http.get("model-download")
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_requests_without_the_token_are_refused(svc: ServiceProcess) -> None:
+    for token in (None, "wrong-token", svc.token[:-1]):
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        for method, path in (("GET", "api/jobs"), ("POST", "api/jobs"), ("GET", "api/events")):
+            answer = httpx.request(method, svc.url(path), headers=headers, json={"ref": "a/b"})
+            assert answer.status_code in (401, 403), (method, path, answer.status_code)
+    ok = httpx.get(svc.url("api/jobs"), headers={"Authorization": f"token {svc.token}"})
+    assert ok.status_code == 200
+    assert svc.token not in svc.log_text()  # never logged, whichever way it came
+
+
+def test_standalone_sends_no_cors_headers_unless_an_origin_is_allowed(
+    standalone: ServiceProcess,
+) -> None:
+    headers = {**standalone.headers, "Origin": "https://evil.example"}
+    answer = httpx.get(standalone.url("api/jobs"), headers=headers)
+    assert answer.status_code == 200
+    assert not any(h.lower().startswith("access-control-") for h in answer.headers)
+    preflight = httpx.options(
+        standalone.url("api/jobs"),
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 403
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_jupyter_applies_its_own_origin_rules(jupyter: ServiceProcess) -> None:
+    """Jupyter Server answers a cross-origin request only with its token (its own rule, which
+    the extension keeps); a browser session from another origin gets nothing."""
+    with httpx.Client() as browser:
+        assert browser.get(jupyter.url(f"api/jobs?token={jupyter.token}")).status_code == 200
+        answer = browser.get(jupyter.url("api/jobs"), headers={"Origin": "https://evil.example"})
+        assert answer.status_code in (403, 404)
+        assert "access-control-allow-origin" not in answer.headers
+
+
+def test_standalone_checks_the_host_header(standalone: ServiceProcess) -> None:
+    for host in ("evil.example", "evil.example:80", "127.0.0.1.nip.io"):
+        answer = httpx.get(standalone.url("api/jobs"), headers={**standalone.headers, "Host": host})
+        assert answer.status_code == 403, host
+        assert answer.json()["error"]["code"] == "forbidden_host"
+    for host in ("localhost", "127.0.0.1:1", "[::1]:8765", "LOCALHOST."):
+        answer = httpx.get(standalone.url("api/jobs"), headers={**standalone.headers, "Host": host})
+        assert answer.status_code == 200, host
+
+
+def test_token_in_the_query_works_for_get_only_and_is_not_logged(
+    standalone: ServiceProcess,
+) -> None:
+    got = httpx.get(standalone.url(f"api/jobs?token={standalone.token}"))
+    assert got.status_code == 200
+    posted = httpx.post(standalone.url(f"api/jobs?token={standalone.token}"), json={"ref": "a/b"})
+    assert posted.status_code == 401
+    assert standalone.token not in standalone.log_text()
+    assert "GET /api/jobs" in standalone.log_text()
+
+
+def test_jupyter_posts_from_a_browser_session_need_the_xsrf_token(jupyter: ServiceProcess) -> None:
+    """Cookie authentication without the ``_xsrf`` check value is refused (Jupyter's rule);
+    with the token header no XSRF value is needed (what curl and scripts send)."""
+    with httpx.Client() as browser:
+        login = browser.get(jupyter.url(f"api/jobs?token={jupyter.token}"))
+        assert login.status_code == 200  # Jupyter sets its login cookie
+        page = browser.get(jupyter.base.rsplit("/nbmodels", 1)[0] + "/lab")
+        assert page.status_code == 200  # a page of the server sets the _xsrf cookie
+        refused = browser.post(jupyter.url("api/jobs"), json={"ref": "a/b"})
+        assert refused.status_code == 403
+        xsrf = browser.cookies["_xsrf"]
+        accepted = browser.post(
+            jupyter.url("api/jobs"), json={"ref": "hf:"}, headers={"X-XSRFToken": xsrf}
+        )
+        assert accepted.status_code == 400  # past authentication and XSRF: the ref is refused

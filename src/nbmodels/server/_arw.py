@@ -95,7 +95,8 @@ def events(job: Job, prev: JobSnapshot | None, snap: JobSnapshot) -> list[tuple[
     if info.get("api") != "arw":
         return []
     out: list[tuple[str, dict[str, Any]]] = []
-    entered = snap.status in TRANSFER_STATUSES and (
+    # The transfer started (or already ended: the broadcaster samples) since last seen.
+    entered = snap.status in (*TRANSFER_STATUSES, "completed") and (
         prev is None or prev.status not in TRANSFER_STATUSES
     )
     if entered and info.get("offset"):
