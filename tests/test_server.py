@@ -160,6 +160,7 @@ def standalone(hub: HubEmulator, tmp_path_factory: pytest.TempPathFactory) -> It
     server = start_standalone(tmp_path_factory.mktemp("standalone"), hub.endpoint)
     yield server
     assert server.stop() == 0, server.log_text()[-3000:]
+    assert "Traceback" not in server.log_text(), server.log_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +168,7 @@ def jupyter(hub: HubEmulator, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server = start_jupyter(tmp_path_factory.mktemp("jupyter"), hub.endpoint)
     yield server
     server.stop()
+    assert "Traceback" not in server.log_text(), server.log_text()[-3000:]
 
 
 @pytest.fixture(params=["standalone", "jupyter"])
@@ -212,7 +214,7 @@ def cdn_gets(hub: HubEmulator, name: str) -> list[Any]:
 
 
 def test_seed_001_curl_example_downloads_the_model(
-    svc: ServiceProcess, repos: ServiceRepos, http: httpx.Client
+    svc: ServiceProcess, repos: ServiceRepos, http: httpx.Client, hub: HubEmulator
 ) -> None:
     first = run_seed("001 download", svc, repos)
     assert first["status"] in ("downloading", "completed", "already_downloaded"), first
@@ -224,8 +226,10 @@ def test_seed_001_curl_example_downloads_the_model(
     done = wait_status(http, f"api/v1/models/download/status/{first['job_id']}", "completed",
                        "already_downloaded")  # fmt: skip
     assert done["downloaded_bytes"] == done["total_size_bytes"] == model["size_bytes"]
+    hub.clear_log()
     again = run_seed("001 download", svc, repos)
     assert again["status"] == "already_downloaded" and "completed_at" not in again
+    assert not cdn_gets(hub, ".gguf"), "already on disk: no transfer"
 
 
 # -- seed 002: model-download ----------------------------------------------------------------
@@ -707,6 +711,8 @@ def test_wrong_types_and_unsafe_values_are_400_naming_the_field(
     ("path", "body", "message"),
     [
         ("api/v1/models/download", {"model": "not a ref ::"}, "Invalid model reference"),
+        ("api/v1/models/download", {"model": "file:///etc/passwd"}, "http"),
+        ("api/jobs", {"ref": "ftp://h/x.bin"}, "http"),
         ("api/jobs", {"ref": "https://h/x.bin", "sha256": "123"}, "sha256 must be"),
         ("api/jobs", {"ref": "https://h/x.bin", "verify_tls": False}, "needs sha256"),
         ("model-download", {"model_name": "ok", "metadata": {"api_token": "x"}},
@@ -800,3 +806,50 @@ def test_jupyter_posts_from_a_browser_session_need_the_xsrf_token(jupyter: Servi
             jupyter.url("api/jobs"), json={"ref": "hf:"}, headers={"X-XSRFToken": xsrf}
         )
         assert accepted.status_code == 400  # past authentication and XSRF: the ref is refused
+
+
+# -- the examples of README.md and docs/api.md, as written --------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _doc_commands(text: str) -> list[str]:
+    """The curl commands of the ``sh`` blocks of ``text`` (continuation lines joined), except
+    the streaming ones (``-N``, read by the SSE tests)."""
+    commands: list[str] = []
+    for block in text.split("```sh\n")[1:]:
+        body = block.split("```", 1)[0].replace("\\\n", " ")
+        commands += [c.strip() for c in body.splitlines() if c.strip().startswith("curl ")]
+    return [c for c in commands if " -N " not in c]
+
+
+@pytest.mark.parametrize(
+    ("doc", "section"), [("README.md", "## Service"), ("docs/api.md", "## Examples")]
+)
+def test_the_docs_curl_examples_work_as_written(
+    standalone: ServiceProcess, repos: ServiceRepos, doc: str, section: str
+) -> None:
+    text = (ROOT / doc).read_text().split(section, 1)[1].split("\n## ", 1)[0]
+    commands = _doc_commands(text)
+    assert len(commands) >= 4
+    url = repos.urls["https://example.com/qwen.gguf"]
+    digest = hashlib.sha256(httpx.get(url).content).hexdigest()
+    ids: dict[str, str] = {}
+    for command in commands:
+        cmd = repos.swap(command.replace("http://127.0.0.1:8765", standalone.base))
+        cmd = cmd.replace("<hex>", digest)
+        for placeholder, value in ids.items():
+            cmd = cmd.replace(placeholder, value)
+        done = subprocess.run(
+            ["bash", "-c", cmd], env={"T": standalone.token, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, (cmd, done.stderr)
+        answer = json.loads(done.stdout)
+        if '"resnet50"' in cmd and not _one_segment_ids():
+            assert answer["error"]["code"] == "invalid_reference"  # until the i12-hub parser
+            ids["DOWNLOAD_ID"] = ids["JOB_ID"]  # any job has a progress resource
+            continue
+        assert answer.get("error") is None, (cmd, answer)
+        ids["JOB_ID"] = answer.get("job_id", ids.get("JOB_ID", ""))
+        ids["DOWNLOAD_ID"] = answer.get("download_id", ids.get("DOWNLOAD_ID", ""))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import nbmodels
@@ -206,5 +207,34 @@ def test_a_client_that_stops_reading_blocks_nothing_and_is_dropped(
                 s for s in live.on_loop(lambda: live.service.events.streams) if not s.closed
             ]
             assert len(live.on_loop(lambda: live.service.events.streams)) == 1  # the healthy one
+            wait_for(lambda: ": keep-alive" in healthy.lines, what="a heartbeat when idle")
+        assert healthy.lines[0] == "retry: 3000"
+        # The healthy client hung up: its stream goes too (a vanished client costs nothing).
+        wait_for(lambda: not live.on_loop(lambda: live.service.events.streams),
+                 what="the client that left to be forgotten")  # fmt: skip
     finally:
         stuck.close()
+
+
+def test_a_real_bug_is_a_500_that_is_logged_without_secrets(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nbmodels.server import _native
+
+    secret = "hf_" + "s3cr3t" * 6
+
+    def broken() -> None:
+        raise RuntimeError(f"boom {secret}")
+
+    monkeypatch.setattr(_native.Index, "get", lambda self: broken())
+    answer = httpx.get(f"{live.url}/?token=t")
+    assert answer.status_code == 500
+    assert answer.json()["error"] == {
+        "code": "internal_error",
+        "message": "Internal error; the server log has the details.",
+        "details": {},
+    }
+    assert secret not in answer.text
+    (record,) = [r for r in caplog.records if "unexpected error" in r.getMessage()]
+    assert record.getMessage() == "nbmodels: unexpected error in GET /"  # no query: no token
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
