@@ -24,14 +24,21 @@ from nbmodels.testing import GeneratedFile, HubEmulator, ServiceRepos, service_r
 from nbmodels.testing import standard_repos as add_standard_repos
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
-from tests.servers import EventReader, ServiceProcess, start_jupyter, start_standalone, wait_for
+from tests.servers import (
+    EventReader,
+    ServiceProcess,
+    running,
+    start_jupyter,
+    start_standalone,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def _one_segment_ids() -> bool:
     try:
-        parse_ref("resnet50")
+        parse_ref("hf:resnet50")
     except RefError:
         return False
     return True
@@ -827,6 +834,13 @@ def _doc_commands(text: str) -> list[str]:
     ("doc", "section"), [("README.md", "## Service"), ("docs/api.md", "## Examples")]
 )
 def test_the_docs_curl_examples_work_as_written(
+    hub: HubEmulator, repos: ServiceRepos, doc: str, section: str, tmp_path: Path
+) -> None:
+    with running(start_standalone(tmp_path, hub.endpoint)) as fresh:
+        _run_doc_examples(fresh, repos, doc, section)
+
+
+def _run_doc_examples(
     standalone: ServiceProcess, repos: ServiceRepos, doc: str, section: str
 ) -> None:
     text = (ROOT / doc).read_text().split(section, 1)[1].split("\n## ", 1)[0]

@@ -135,7 +135,7 @@ class ModelRequest:
         if self.source == "huggingface":
             if self.version != "latest":
                 options["revision"] = self.version
-            return self.model_name, options
+            return f"hf:{self.model_name}", options  # "hf:" also names repos without an owner
         assert self.download_url is not None
         try:
             name = url_filename(self.download_url)
