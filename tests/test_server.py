@@ -304,6 +304,61 @@ def test_seed_002_check_download_script_reads_progress(
     assert shown["status"] == "completed" and shown["download_id"] == started["download_id"]
 
 
+#: seeds/002's request bodies that are not curl commands, as written.
+SEED_BODIES = {
+    "url": """{
+  "model_name": "custom-model",
+  "download_url": "https://models.example.com/custom-model-v2.pth",
+  "version": "v2.0",
+  "checksum": "sha256:abc123def456...",
+  "force_download": false
+}""",
+    "advanced": """{
+  "model_name": "bert-large",
+  "version": "v3.1",
+  "source": "huggingface",
+  "options": {
+    "chunk_size": 8192,
+    "timeout": 300,
+    "retry_count": 3,
+    "verify_ssl": true,
+    "extract_after_download": true,
+    "cleanup_temp_files": true
+  },
+  "metadata": {
+    "description": "BERT Large model for advanced text processing",
+    "tags": ["nlp", "transformer", "large"],
+    "author": "Custom Organization"
+  }
+}""",
+}
+
+
+def test_seed_002_download_from_url_body(
+    http: httpx.Client, repos: ServiceRepos, svc: ServiceProcess
+) -> None:
+    url = repos.urls["https://models.example.com/custom-model-v2.pth"]
+    digest = hashlib.sha256(httpx.get(url).content).hexdigest()
+    body = repos.swap(SEED_BODIES["url"]).replace("abc123def456...", digest)
+    answer = http.post("model-download", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    done = wait_status(http, f"model-download/{answer.json()['download_id']}/progress", "completed")
+    assert done["checksum_verified"] is True and done["installation"]["model_id"] == (
+        "custom-model_v2.0"
+    )
+    assert Path(done["file_path"]) == svc.home / "models/custom-model/v2.0/custom-model-v2.pth"
+
+
+@needs_one_segment_ids
+def test_seed_002_advanced_options_body(http: httpx.Client, hub: HubEmulator) -> None:
+    body = SEED_BODIES["advanced"]
+    answer = http.post("model-download", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    done = wait_status(http, f"model-download/{answer.json()['download_id']}/progress", "completed")
+    assert done["metadata"] == json.loads(body)["metadata"]
+    assert done["file_path"].endswith(hub.repo("bert-large").resolve("v3.1") or "?")
+
+
 # -- seed 004: ARW ---------------------------------------------------------------------------
 
 

@@ -69,8 +69,11 @@ def download(ref: str, **options: Any) -> Job:
     """Start downloading ``ref`` in the background and return its :class:`Job` at once.
 
     Options (DESIGN §2): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``, ``force``,
-    ``connections``, ``token``, ``offline``, ``display``. Submitting a reference whose job is
-    still running returns that job; a finished file comes back ``already_downloaded``.
+    ``connections``, ``token``, ``offline``, ``display``; and per job: ``timeout`` (connect and
+    read-idle seconds), ``retries`` (attempts after the first), ``verify_tls=False`` (skip
+    certificate checks: a plain URL with a ``sha256`` only), ``metadata`` (a small JSON object
+    kept with the job, :attr:`Job.metadata`). Submitting a reference whose job is still
+    running returns that job; a finished file comes back ``already_downloaded``.
     """
     opts = Options.create(**options)
     job = get_engine().submit(ref, opts)
