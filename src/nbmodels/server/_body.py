@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MAX_BODY", "ApiError", "Body", "parse_json"]
+__all__ = ["MAX_BODY", "ApiError", "Body", "invalid", "parse_json"]
 
 #: Largest request body accepted (bigger: 413).
 MAX_BODY = 64 * 1024
