@@ -262,13 +262,17 @@ def test_seed_002_custom_url_example_with_its_checksum(
     data = httpx.get(url).content
     digest = hashlib.sha256(data).hexdigest() if checksum == "right" else "0" * 64
     answer = run_seed("002 custom url", svc, repos, sha256=digest)
-    if checksum == "wrong" and answer.get("status") == "failed":
-        return  # the mismatch was known before the answer
+    if checksum == "wrong" and "error" in answer:
+        # The whole file arrived (and failed its check) before the answer: a 422.
+        assert answer["error"]["code"] == "checksum_mismatch", answer
+        assert answer["error"]["details"] == {"expected": digest, "actual": hashlib.sha256(
+            data).hexdigest()}  # fmt: skip
+        return
     assert answer["download_url"] == url and answer["model_name"] == "custom-classifier"
     progress = f"model-download/{answer.get('download_id')}/progress"
     if answer["status"] != "completed":
         answer = wait_status(http, progress, "completed", "failed")
-    if checksum == "wrong":
+    if checksum == "wrong":  # the mismatch came after the answer: the progress resource says it
         assert answer["status"] == "failed", answer
         assert answer["error"]["code"] == "checksum_mismatch"
         assert answer["error"]["details"]["expected"] == digest
@@ -531,6 +535,15 @@ def test_model_download_not_found_is_404(
     assert error["code"] == "not_found" and "candidates" in error["details"]
 
 
+def test_gated_and_private_repositories_are_403_and_404(http: httpx.Client) -> None:
+    gated = http.post("model-download", json={"model_name": "nbm-test/gated-model"})
+    assert gated.status_code == 403, gated.text
+    assert gated.json()["error"]["code"] == "access_denied"
+    private = http.post("api/v1/models/download", json={"model": "nbm-test/private-model"})
+    assert private.status_code == 404  # the Hub cannot tell missing from private
+    assert "HF_TOKEN" in private.json()["error"]["message"]
+
+
 def test_model_download_larger_than_the_disk_is_413(
     http: httpx.Client, faults: FaultServer
 ) -> None:
@@ -589,7 +602,8 @@ def test_arw_checksum_mismatch_is_an_event_and_publishes_nothing(
     ident = unique("bad")
     with EventReader(svc.url("events"), svc.headers) as events:
         answer = http.post("models/download", json={"id": ident, "url": url, "sha256": "ab" * 32})
-        assert answer.status_code == 200, answer.text
+        # 200 "started", or 422 when the whole file failed its check before the answer
+        assert answer.status_code in (200, 422), answer.text
         wait_for(lambda: any(e.get("error") for e in events.of(EVENT)), what="the error event")
     (error,) = [e for e in events.of(EVENT) if e.get("error")]
     actual = hashlib.sha256(httpx.get(url).content).hexdigest()

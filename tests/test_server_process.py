@@ -102,6 +102,20 @@ def test_sigterm_stops_cleanly_and_keeps_the_partial_data(tmp_path: Path, hub: H
     _resume_and_finish(tmp_path, hub, url, target, content)
 
 
+def test_offline_and_not_on_disk_is_503(tmp_path: Path, hub: HubEmulator) -> None:
+    hub.add_repo("nbm-svc/offline", {"config.json": "{}\n"})
+    env = service_env(tmp_path, hub.endpoint, HF_HUB_OFFLINE="1")
+    server = start_standalone(tmp_path, hub.endpoint, env=env)
+    try:
+        answer = httpx.post(server.url("model-download"), headers=server.headers,
+                            json={"model_name": "nbm-svc/offline"})  # fmt: skip
+    finally:
+        server.stop()
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "offline"
+    assert hub.requests == []  # offline means no request at all
+
+
 # -- the command line --------------------------------------------------------------------------
 
 
