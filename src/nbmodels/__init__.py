@@ -79,11 +79,14 @@ def download(ref: str, **options: Any) -> Job:
     """Start downloading ``ref`` in the background and return its :class:`Job` at once.
 
     Options (docs/public-api.md): ``dir``, ``revision``, ``include``, ``exclude``, ``sha256``,
-    ``force``, ``connections``, ``token``, ``offline``, ``display``; and ``extract`` (unpack a
+    ``force``, ``connections``, ``token``, ``offline``, ``display``; ``extract`` (unpack a
     downloaded ``.zip`` / ``.tar[.gz|.bz2|.xz]`` into a folder beside it, safely and atomically:
     the job's ``path`` is then that folder; :class:`ArchiveError` when it cannot be) with
-    ``remove_archive`` (delete the archive once unpacked). Submitting a reference whose job is
-    still running returns that job; a finished file comes back ``already_downloaded``.
+    ``remove_archive`` (delete the archive once unpacked); and per job: ``timeout`` (connect and
+    read-idle seconds), ``retries`` (attempts after the first), ``verify_tls=False`` (skip
+    certificate checks: a plain URL with a ``sha256`` only), ``metadata`` (a small JSON object
+    kept with the job, :attr:`Job.metadata`). Submitting a reference whose job is still
+    running returns that job; a finished file comes back ``already_downloaded``.
     """
     opts = Options.create(**options)
     job = get_engine().submit(ref, opts)

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ._redact import redact_text
 from .errors import NbmodelsError, Option, Style
 
 __all__ = ["OPTION_NAMES", "OptionValueError", "Options"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_CONNECTIONS = 64
+#: Bounds of the per-job network settings.
+MAX_TIMEOUT = 3600.0
+MAX_RETRIES = 100
+#: ``metadata`` is kept with the job (registry, ``to_dict``): a small JSON object.
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8
+#: Metadata keys that name a secret (compared without ``_``/``-``, case-insensitively).
+_SECRET_KEYS = (
+    "token", "password", "passwd", "secret", "apikey", "authorization", "credential",
+    "privatekey", "cookie",
+)  # fmt: skip
 
 
 class OptionValueError(ValueError):
@@ -48,6 +61,15 @@ class Options:
     token: str | bool | None = field(default=None, repr=False)
     offline: bool = False
     display: bool | None = None
+    #: Connect and read-idle timeout (seconds) of this job's requests; None: the engine's.
+    timeout: float | None = None
+    #: Retries after a failed attempt before giving up; None: the engine's, 0: none.
+    retries: int | None = None
+    #: False skips TLS certificate checks for this job only; allowed for a plain URL with a
+    #: ``sha256`` (the digest, not the connection, then proves the bytes).
+    verify_tls: bool = True
+    #: A JSON object kept with the job (canonical JSON text; see :attr:`Job.metadata`).
+    metadata: str | None = None
 
     @classmethod
     def create(cls, **kwargs: Any) -> Options:
@@ -70,6 +92,11 @@ class Options:
                 "remove_archive=True deletes the archive once it is unpacked: "
                 "it needs extract=True (--extract) too"
             )
+        if not opts.verify_tls and opts.sha256 is None:
+            raise ValueError(
+                "verify_tls=False needs sha256=<hex>: without certificate checks only a known "
+                "digest proves that the bytes are the right ones"
+            )
         return opts
 
     def record(self) -> dict[str, Any]:
@@ -81,7 +108,10 @@ class Options:
                 if value is False:
                     out["token"] = False
                 continue
-            if f.name == "display" or value in (None, (), False):
+            if f.name == "display" or _is_default(f.name, value):
+                continue
+            if f.name == "metadata":
+                out[f.name] = json.loads(value)
                 continue
             out[f.name] = (
                 str(value)
@@ -97,6 +127,14 @@ class Options:
 
 
 OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Options))
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Options) if f.default is not MISSING}
+
+
+def _is_default(name: str, value: Any) -> bool:
+    default = _DEFAULTS.get(name, MISSING)
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    return bool(value == default or value == ())
 
 
 def _patterns(key: str, value: str | Iterable[str]) -> tuple[str, ...]:
@@ -148,4 +186,74 @@ def _normalize(key: str, value: Any) -> Any:
         return value.strip()
     if key == "display":
         return None if value is None else bool(value)
+    if key == "timeout":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"timeout must be a number of seconds, got {value!r}")
+        seconds = float(value)
+        if not 0 < seconds <= MAX_TIMEOUT:
+            raise ValueError(
+                f"timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, got {value}"
+            )
+        return seconds
+    if key == "retries":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"retries must be a whole number, got {value!r}")
+        n = int(value)
+        if not 0 <= n <= MAX_RETRIES:
+            raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, got {n}")
+        return n
+    if key == "verify_tls":
+        if not isinstance(value, bool):
+            raise ValueError(f"verify_tls must be True or False, got {value!r}")
+        return value
+    if key == "metadata":
+        return _metadata(value)
     raise NbmodelsError(f"unhandled option {key}")  # pragma: no cover - guarded by create()
+
+
+def _metadata(value: Any) -> str:
+    """Canonical JSON text of a metadata object, refusing what must not be kept: anything but a
+    JSON object, more than ``MAX_METADATA_BYTES``, deep nesting, and secrets (keys that name
+    one, values shaped like a token or a signed URL)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("metadata must be a JSON object, got text that is not JSON") from None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"metadata must be a JSON object, got {type(value).__name__}")
+    _check_metadata(value, "metadata", 1)
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must hold only JSON values: {exc}") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {len(text.encode())} bytes of JSON; at most {MAX_METADATA_BYTES} "
+            "are kept with a job"
+        )
+    return text
+
+
+def _check_metadata(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where} has a key that is not a string: {key!r}")
+            plain = re.sub(r"[^a-z0-9]", "", key.lower())
+            if any(word in plain for word in _SECRET_KEYS):
+                raise ValueError(
+                    f"{where}.{key[:40]} looks like a secret; metadata is stored and shown "
+                    "in clear, so keep credentials out of it"
+                )
+            _check_metadata(item, f"{where}.{key[:40]}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_metadata(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, str) and redact_text(value) != value:
+        raise ValueError(
+            f"{where} holds a token or a signed URL; metadata is stored and shown in clear, "
+            "so keep credentials out of it"
+        )

@@ -8,6 +8,7 @@ Commands::
     nbmodels rm REF [--revision REV] [--dry-run] [--json]   remove from the Hugging Face cache
     nbmodels verify [REF] [--revision REV] [--offline] [--json]   re-hash cached files
     nbmodels inspect REF [--revision REV] [--context N] [--offline] [--json]   read a header
+    nbmodels serve [--host H] [--port P] [--token T] [--allow-origin O]   the HTTP service
 
 Exit status: 0 success; 1 a failure (its one-line message on stderr, ``nbmodels: error: ...``;
 ``verify``: a corrupt file); 2 bad input: a malformed command line, an invalid reference or
@@ -192,6 +193,7 @@ class Command:
 
 
 def _commands() -> dict[str, Command]:
+    from ..server import _standalone as serve
     from . import _cache as _cli_cache
     from . import _info as _cli_info
     from . import _pull as _cli_pull
@@ -204,6 +206,7 @@ def _commands() -> dict[str, Command]:
         Command("rm", "remove a model from the Hugging Face cache", cache.build_rm, cache.run_rm),
         Command("verify", "re-hash cached files", cache.build_verify, cache.run_verify),
         Command("inspect", "read a header; estimate memory", info.build_inspect, info.run_inspect),
+        Command("serve", "the engine behind HTTP (docs/api.md)", serve.build, serve.run),
     ]  # fmt: skip
     return {c.name: c for c in cmds}
 

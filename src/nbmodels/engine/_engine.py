@@ -32,6 +32,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import filelock
 import httpx2
@@ -191,6 +192,8 @@ class Engine:
                 "its blob, and huggingface_hub would fetch it again): download into a folder "
                 "of your own with dir, or keep the archive",
             )
+        if not options.verify_tls:
+            _check_insecure_allowed(ref, parsed.kind)
         key = _job_key(ref if parsed.kind == "url" else str(parsed), options)
         loop = self._ensure_started()
         with self._lock:
@@ -217,6 +220,19 @@ class Engine:
     def jobs(self) -> list[Job]:
         with self._lock:
             return list(reversed(self._jobs))
+
+    def job(self, job_id: str) -> Job | None:
+        """The job with this id: one of this process's, else a read-only one from the
+        registry (an earlier session's); None if there is none."""
+        with self._lock:
+            for job in reversed(self._jobs):
+                if job.id == job_id:
+                    return job
+        rec = self.registry.get(job_id)
+        if rec is None:
+            return None
+        opts = Options.from_record(_safe_options(rec.options))
+        return Job(None, rec.ref, opts, job_id=rec.id, record=rec)
 
     def history(self) -> list[Job]:
         live = {job.id: job for job in self.jobs()}
@@ -322,9 +338,9 @@ class Engine:
     async def _attempt(self, job: Job) -> None:
         assert self._slots is not None
         job._set_status("queued", record=False)
-        async with self._slots:
+        async with self._slots, self._network(job.options) as net:
             job._set_status("resolving")
-            plan = await self._plan(job)
+            plan = await self._plan(job, net)
             unpacked = await unpacked_already(plan, job.options)
             job._path = plan.primary
             job._paths = [f.path for f in plan.files]
@@ -352,7 +368,7 @@ class Engine:
 
                     async def one(item: tuple[PlannedFile, _FileState]) -> None:
                         async with limit:
-                            await self._fetch(job, *item)
+                            await self._fetch(job, *item, net)
 
                     async with asyncio.TaskGroup() as group:
                         for item in todo:
@@ -376,15 +392,37 @@ class Engine:
             job._set_status(final)
             job._future.set_result(primary)
 
-    async def _plan(self, job: Job) -> Plan:
+    @contextlib.asynccontextmanager
+    async def _network(self, options: Options) -> AsyncIterator[_Net]:
+        """The settings and client of one attempt: the engine's, or for a job with its own
+        ``timeout`` / ``retries`` / ``verify_tls`` a copy of the settings (timeout: connect and
+        read-idle; retries: attempts after the first) and, when the timeouts or the TLS checks
+        differ, a client of its own, closed when the attempt ends."""
+        assert self._client is not None
+        settings = self.settings
+        if options.timeout is not None:
+            settings = dataclasses.replace(
+                settings, connect_timeout=options.timeout, read_timeout=options.timeout
+            )
+        if options.retries is not None:
+            settings = dataclasses.replace(settings, max_attempts=options.retries + 1)
+        if options.timeout is None and options.verify_tls:
+            yield _Net(settings, self._client, fast_path=True)
+            return
+        client = make_client(settings, verify=options.verify_tls)
+        try:
+            yield _Net(settings, client, fast_path=options.verify_tls)
+        finally:
+            await client.aclose()
+
+    async def _plan(self, job: Job, net: _Net) -> Plan:
         options = job.options
         if not options.offline and env_flag("HF_HUB_OFFLINE"):
             options = dataclasses.replace(options, offline=True)
         parsed = parse_ref(job._source)
         if parsed.kind == "url":
             return await asyncio.to_thread(plan_url, job._source, options)
-        assert self._client is not None
-        return await plan_hf(parsed, options, SourceContext(self._client, self.settings))
+        return await plan_hf(parsed, options, SourceContext(net.client, net.settings))
 
     async def _tick(self, job: Job) -> None:
         interval = self.settings.progress_interval
@@ -395,9 +433,9 @@ class Engine:
             n += 1
             job._publish(record=n % every == 0)
 
-    async def _fetch(self, job: Job, planned: PlannedFile, state: _FileState) -> None:
+    async def _fetch(self, job: Job, planned: PlannedFile, state: _FileState, net: _Net) -> None:
         spec = planned.spec
-        assert spec is not None and self._client is not None
+        assert spec is not None
         lock_path = spec.lock_path or _lock_path(spec.target)
         state.status = "queued"
         state.target = spec.target
@@ -440,12 +478,13 @@ class Engine:
 
             transfer = FileTransfer(
                 spec,
-                self._client,
-                self.settings,
+                net.client,
+                net.settings,
                 connections=job.options.connections,
                 on_progress=on_progress,
                 on_status=on_status,
                 on_retry=on_retry,
+                fast_path=net.fast_path,
             )
             state.status = "downloading"
             state.meter.reset(0)
@@ -510,6 +549,31 @@ def _exit_note(jobs: list[Job]) -> str:
         f"nbmodels: Python is exiting: {what}; partial data is kept. "
         "Download the same reference again to resume."
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Net:
+    """What one attempt of a job talks to the network with."""
+
+    settings: Settings
+    client: httpx2.AsyncClient
+    fast_path: bool
+
+
+def _check_insecure_allowed(ref: str, kind: str) -> None:
+    """``verify_tls=False`` only where a digest still proves the bytes and no secret could be
+    read on the way: a plain URL (never the Hub, whose token and file digests would then travel
+    unchecked) without credentials in it. ``Options`` already demands the ``sha256``."""
+    if kind != "url":
+        raise ValueError(
+            "verify_tls=False is only for plain http(s) URLs: Hub downloads always check "
+            "certificates (the token and the files' digests travel on those connections)"
+        )
+    if "@" in urlsplit(ref).netloc:
+        raise ValueError(
+            "verify_tls=False is refused for a URL with credentials in it: an unchecked "
+            "connection could hand them to anyone on the way"
+        )
 
 
 def _lock_path(target: Path) -> Path:

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as _dt
+import json
 import logging
 import sys
 import threading
@@ -20,7 +21,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._options import Options
+from .._options import Options, _is_default
 from .._progress import (
     INTERRUPTED,
     TERMINAL_STATUSES,
@@ -191,6 +192,12 @@ class Job:
         return _ts(self._completed_at)
 
     @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The ``metadata`` object given with the download (a fresh copy), or None."""
+        text = self.options.metadata
+        return None if text is None else dict(json.loads(text))
+
+    @property
     def read_only(self) -> bool:
         """True for jobs of earlier sessions (from :func:`nbmodels.history`)."""
         return self._engine is None
@@ -214,13 +221,14 @@ class Job:
         return bundle
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with LM Studio-style names (``job_id``, ``total_size_bytes``, ...)."""
+        """JSON-ready, with LM Studio-style names (``job_id``, ``total_size_bytes``, ...);
+        ``metadata`` only when the download was given some."""
         snap = self._snapshot
         p = snap.progress
         eta = None
         if p.eta_seconds is not None and not snap.done:
             eta = _iso(time.time() + p.eta_seconds)
-        return {
+        out: dict[str, Any] = {
             "job_id": self.id,
             "ref": self.ref,
             "status": snap.status,
@@ -244,6 +252,9 @@ class Job:
             ],
             "error": None if self._error is None else str(self._error),
         }
+        if self.options.metadata is not None:
+            out["metadata"] = self.metadata
+        return out
 
     # -- waiting --------------------------------------------------------------------------------
 
@@ -461,6 +472,8 @@ def _options_kwargs(options: Options) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in options.__slots__:
         value = getattr(options, name)
-        if value not in (None, (), False) or (name == "token" and value is False):
+        if (name == "token" and value is not None) or (
+            name != "token" and not _is_default(name, value)
+        ):
             out[name] = value
     return out

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._log import RequestRecord
     from ._repo import Commit, FileEntry, HubFile, HubRepo
     from ._safetensors import safetensors_file
+    from ._service import ServiceRepos, service_repos
 
 __all__ = [
     "Commit",
@@ -45,10 +46,12 @@ __all__ = [
     "HubFile",
     "HubRepo",
     "RequestRecord",
+    "ServiceRepos",
     "StandardRepos",
     "demo_repos",
     "gguf_file",
     "safetensors_file",
+    "service_repos",
     "standard_repos",
 ]
 
@@ -64,10 +67,12 @@ _WHERE = {
     "HubFile": "_repo",
     "HubRepo": "_repo",
     "RequestRecord": "_log",
+    "ServiceRepos": "_service",
     "StandardRepos": "_demo",
     "demo_repos": "_demo",
     "gguf_file": "_gguf",
     "safetensors_file": "_safetensors",
+    "service_repos": "_service",
     "standard_repos": "_demo",
 }
 

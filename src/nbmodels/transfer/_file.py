@@ -202,6 +202,8 @@ class FileTransfer:
     ``on_status(status)`` when the phase changes ("downloading", "verifying");
     ``on_retry(reason, attempt, delay)`` before it waits to try again after a failure.
     ``connections`` caps the connections for this file (None: automatic).
+    ``fast_path=False`` keeps every byte on ``client`` (e.g. a client that skips TLS checks:
+    the fast path's connections always verify).
     """
 
     def __init__(
@@ -215,6 +217,7 @@ class FileTransfer:
         on_progress: ProgressFn | None = None,
         on_status: StatusFn | None = None,
         on_retry: RetryFn | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.spec = spec
         self.client = client
@@ -249,7 +252,7 @@ class FileTransfer:
         self._piece: int | None = None
         self._written = 0
         self._direct_url: str | None = None
-        self._fast_path = True
+        self._fast_path = fast_path
 
     # -- public ---------------------------------------------------------------------------------
 
