@@ -93,9 +93,10 @@ class Options:
                 "it needs extract=True (--extract) too"
             )
         if not opts.verify_tls and opts.sha256 is None:
-            raise ValueError(
-                "verify_tls=False needs sha256=<hex>: without certificate checks only a known "
-                "digest proves that the bytes are the right ones"
+            raise OptionValueError(
+                "verify_tls",
+                "is False, which needs sha256 too: without certificate checks only a known digest "
+                "proves that the bytes are the right ones",
             )
         return opts
 
