@@ -192,17 +192,18 @@ def test_engine_close_marks_running_jobs_interrupted_and_keeps_partial_data(
 
 
 def test_core_imports_no_ui_library(server: FaultServer, tmp_path: Path) -> None:
-    """Every module outside the notebook layer, and the API as a script uses it (``download``
-    with its default display, ``resolve``, ``jobs``, ``history``), imports no notebook library,
-    although they are installed."""
+    """Every module outside the notebook and service layers, and the API as a script uses it
+    (``download`` with its default display, ``resolve``, ``jobs``, ``history``), imports no
+    notebook library, although they are installed."""
     server.add_file("m.bin", b"abc")
     server.add_file("n.bin", b"defg")
     code = textwrap.dedent(
         f"""
         import importlib, pkgutil, sys, nbmodels, nbmodels.errors
         for mod in pkgutil.walk_packages(nbmodels.__path__, "nbmodels."):
-            if ".notebook" not in mod.name and not mod.name.endswith("__main__"):
-                importlib.import_module(mod.name)  # every module but the notebook layer's
+            front_end = mod.name.startswith(("nbmodels.notebook", "nbmodels.server"))
+            if not front_end and not mod.name.endswith("__main__"):
+                importlib.import_module(mod.name)  # every module but the UI and service layers
         job = nbmodels.download({server.url("n.bin")!r}, dir={str(tmp_path / "o")!r})
         assert job.wait(30).read_bytes() == b"defg" and job.status == "completed"
         nbmodels.resolve({server.url("m.bin")!r}, dir={str(tmp_path / "o")!r})
