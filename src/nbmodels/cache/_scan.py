@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._progress import Status
 from .._refs import REPO_URL_PREFIX, ModelRef, parse_ref
 from ..engine._job import Job
 from ..errors import NotFoundError, RefError
@@ -44,7 +45,6 @@ __all__ = [
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = REPO_URL_PREFIX
-_DONE = ("completed", "already_downloaded")
 
 
 def repo_name(repo_type: str, repo_id: str) -> str:
@@ -344,7 +344,7 @@ def local_entries(jobs: Iterable[Job], cache_dir: Path | None = None) -> list[Lo
     seen: set[Path] = set()
     out: list[LocalEntry] = []
     for job in jobs:
-        if job.status not in _DONE:
+        if job.status not in Status.SUCCEEDED:
             continue
         for path in job.paths:
             with contextlib.suppress(OSError):

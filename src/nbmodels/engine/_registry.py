@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fserrors import describe_os_error
-from .._progress import ACTIVE_STATUSES, INTERRUPTED
+from .._progress import Status
 from .._redact import redact_text
 
 if sys.platform != "win32":
@@ -265,24 +265,25 @@ class Registry:
         dead_ids: list[str] = []
         for values in raw:
             data = dict(zip(_COLUMNS, values, strict=True))
-            if data["status"] in ACTIVE_STATUSES:
+            if data["status"] in Status.ACTIVE:
                 owner = data["owner"]
                 if owner not in alive:
                     alive[owner] = owner == self.lease.owner or Lease.alive(
                         self.run_dir, owner, data["pid"]
                     )
                 if not alive[owner]:
-                    data["status"] = INTERRUPTED
+                    data["status"] = Status.INTERRUPTED.value
                     dead_ids.append(data["id"])
             for key in ("options", "paths", "files"):
                 data[key] = json.loads(data[key] or ("{}" if key == "options" else "[]"))
             out.append(JobRecord(**data))
         if dead_ids:
-            marks = ", ".join("?" for _ in ACTIVE_STATUSES)
+            active = sorted(Status.ACTIVE)
+            marks = ", ".join("?" for _ in active)
             self._write(
                 lambda conn: conn.executemany(
                     f"UPDATE jobs SET status=? WHERE id=? AND status IN ({marks})",  # noqa: S608
-                    [(INTERRUPTED, i, *ACTIVE_STATUSES) for i in dead_ids],
+                    [(Status.INTERRUPTED.value, i, *active) for i in dead_ids],
                 )
             )
         return out
