@@ -66,12 +66,6 @@ class Status(enum.StrEnum):
     SUCCEEDED = enum.nonmember(frozenset({COMPLETED, ALREADY_DOWNLOADED}))
 
 
-# The names of before, until the engine uses Status.
-ACTIVE_STATUSES = tuple(sorted(Status.ACTIVE))
-TERMINAL_STATUSES = tuple(sorted(Status.TERMINAL))
-INTERRUPTED = Status.INTERRUPTED.value
-
-
 @dataclass(frozen=True, slots=True)
 class RetryNotice:
     """A transfer waiting to try again after a failed attempt ("retrying in 4 s: connection

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
 from .._progress import FileProgress, JobSnapshot, Status, format_progress
-from ..engine._job import Job
+from ..engine import Job
 
 __all__ = ["BarView", "PlainView", "QuietView", "View", "make_view", "status_label"]
 

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from .._listing import REASON_WIDTH, SHOWN, newest, older_line
 from .._progress import Progress, Status, format_progress, group_retry
-from ..engine._job import Job
+from ..engine import Job
 from ._context import current_shell, is_kernel
 from ._state import display_name, plain_text, status_label
 
