@@ -355,10 +355,10 @@ def test_magic_extract_returns_the_folder(
 
 
 def test_extracting_is_a_running_status_for_every_front_end() -> None:
-    from nbmodels._progress import ACTIVE_STATUSES, JobSnapshot, Progress
+    from nbmodels._progress import JobSnapshot, Progress, Status
     from nbmodels.notebook._state import allowed_actions, job_state
 
-    assert "extracting" in ACTIVE_STATUSES  # an extracting job of a dead process: interrupted
+    assert "extracting" in Status.ACTIVE  # an extracting job of a dead process: interrupted
     assert allowed_actions("extracting") == ["pause", "cancel"]
     snap = JobSnapshot("j", "https://h/m.zip", "extracting", Progress(10, 10))
     state = job_state(snap)

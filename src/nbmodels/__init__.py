@@ -24,8 +24,7 @@ from ._progress import (
     Subscriber,
     format_progress,
 )
-from .engine._engine import get_engine
-from .engine._job import Job
+from .engine import Job, get_engine, load_front_end, show
 from .errors import (
     AccessError,
     ArchiveError,
@@ -90,8 +89,7 @@ def download(ref: str, **options: Any) -> Job:
     """
     opts = Options.create(**options)
     job = get_engine().submit(ref, opts)
-    if opts.display is not False:
-        _maybe_display(job, opts)
+    show(job, opts)  # in IPython, the notebook layer shows it (the core never imports IPython)
     return job
 
 
@@ -137,40 +135,13 @@ def panel() -> Any:
     """A live widget with every job of this and earlier sessions, newest first: a form to submit
     a reference, retry for failed or interrupted jobs, pause / resume / cancel for running ones.
     Its libraries (anywidget, traitlets, IPython) are dependencies of nbmodels."""
-    from .notebook import panel as _panel  # type: ignore[import-not-found,unused-ignore]
-
-    return _panel()
-
-
-def _maybe_display(job: Job, opts: Options) -> None:
-    """In a notebook kernel, show the job's widget; in terminal IPython, its text line (the
-    notebook layer decides; the core never imports IPython itself)."""
-    import sys
-
-    if "nbmodels.notebook" not in sys.modules and (
-        "ipykernel" in sys.modules or "IPython" in sys.modules
-    ):
-        # In IPython without %load_ext: the notebook layer shows the job all the same.
-        import importlib
-
-        importlib.import_module("nbmodels.notebook")
-    hook = getattr(sys.modules.get("nbmodels.notebook"), "auto_display", None)
-    if hook is not None:
-        hook(job, explicit=opts.display is True)
+    return load_front_end().panel()
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbmodels``."""
-    from .notebook import (  # type: ignore[import-not-found,unused-ignore]
-        load_ipython_extension as load,
-    )
-
-    load(ipython)
+    load_front_end().load_extension(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .notebook import (  # type: ignore[import-not-found,unused-ignore]
-        unload_ipython_extension as unload,
-    )
-
-    unload(ipython)
+    load_front_end().unload_extension(ipython)

@@ -6,6 +6,7 @@ Nothing here does I/O or knows about a UI.
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from collections import deque
@@ -19,6 +20,7 @@ __all__ = [
     "Progress",
     "RetryNotice",
     "SpeedMeter",
+    "Status",
     "Subscriber",
     "format_bytes",
     "format_duration",
@@ -28,12 +30,40 @@ __all__ = [
     "group_retry",
 ]
 
-#: Statuses a job moves through (``extracting``: unpacking an archive, with ``extract=True``);
-#: then one of the terminal ones.
-ACTIVE_STATUSES = ("queued", "resolving", "downloading", "paused", "verifying", "extracting")
-TERMINAL_STATUSES = ("completed", "already_downloaded", "failed", "canceled")
-#: Only :func:`nbmodels.history` shows this one: the process died while the job ran.
-INTERRUPTED = "interrupted"
+
+class Status(enum.StrEnum):
+    """The status of a job, or of one of its files (docs/public-api.md, "Statuses").
+
+    A job moves through the active ones (``extracting``: unpacking an archive, with
+    ``extract=True``) and ends with a terminal one; only :func:`nbmodels.history` shows
+    ``interrupted``: the process died while the job ran. Members compare equal to their values,
+    which are what snapshots, JSON and the registry carry (plain strings, from ``.value``).
+    """
+
+    QUEUED = "queued"
+    RESOLVING = "resolving"
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"
+    VERIFYING = "verifying"
+    EXTRACTING = "extracting"
+    COMPLETED = "completed"
+    ALREADY_DOWNLOADED = "already_downloaded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    INTERRUPTED = "interrupted"
+
+    #: Still under way (or paused): the job may change.
+    ACTIVE = enum.nonmember(
+        frozenset({QUEUED, RESOLVING, DOWNLOADING, PAUSED, VERIFYING, EXTRACTING})
+    )
+    #: How a job of this process ends.
+    TERMINAL = enum.nonmember(frozenset({COMPLETED, ALREADY_DOWNLOADED, FAILED, CANCELED}))
+    #: Ended, by any way (terminal, or interrupted): nothing will change any more.
+    ENDED = enum.nonmember(
+        frozenset({COMPLETED, ALREADY_DOWNLOADED, FAILED, CANCELED, INTERRUPTED})
+    )
+    #: Ended with the files on disk.
+    SUCCEEDED = enum.nonmember(frozenset({COMPLETED, ALREADY_DOWNLOADED}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +157,7 @@ class JobSnapshot:
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL_STATUSES or self.status == INTERRUPTED
+        return self.status in Status.ENDED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -279,7 +309,7 @@ def format_retry(retry: RetryNotice) -> str:
     return f"retrying: {retry.reason}"
 
 
-def format_progress(progress: Progress, *, status: str = "downloading") -> str:
+def format_progress(progress: Progress, *, status: str = Status.DOWNLOADING.value) -> str:
     """'1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42' (parts that are unknown are left out);
     a transfer waiting to retry shows why instead of its speed: '0 B · retrying in 4 s:
     connection refused'."""
@@ -292,7 +322,7 @@ def format_progress(progress: Progress, *, status: str = "downloading") -> str:
         parts.append(f"{math.floor(fraction * 100)}%")
     else:
         parts.append(format_bytes(progress.downloaded_bytes))
-    if status == "downloading":
+    if status == Status.DOWNLOADING:
         if progress.retry is not None:
             parts.append(format_retry(progress.retry))
         elif progress.stalled:

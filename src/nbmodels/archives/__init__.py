@@ -48,8 +48,8 @@ fixed in later security releases):
   16 MiB (a forged pax header), an xz stream for more than 512 MiB of memory.
 
 The layout: ``_names`` (pure rules), ``_read`` (streams, members, the headers-first driver),
-``_write`` (budget, tree, files, links), ``_detect`` (the format), ``_folder`` (marker, lock,
-atomic publish) and ``_job`` (the engine's step).
+``_write`` (budget, tree, files, links), ``_detect`` (the format) and ``_folder`` (marker,
+lock, atomic publish). The engine's step that unpacks a job's files is ``engine/_unpack.py``.
 """
 
 from __future__ import annotations

@@ -22,9 +22,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from .._options import Options
+from .._progress import Status
 from .._refs import REPO_URL_PREFIX, ModelRef, parse_ref
-from ..engine._job import Job
 from ..errors import NotFoundError, RefError
 from ..hub._storage import LocalDirRepo, hf_cache_dir, repo_folder
 from ..sources._hf import select_quant, split_siblings
@@ -44,7 +46,6 @@ __all__ = [
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = REPO_URL_PREFIX
-_DONE = ("completed", "already_downloaded")
 
 
 def repo_name(repo_type: str, repo_id: str) -> str:
@@ -299,6 +300,21 @@ def _parse_cached(text: str, base: Path) -> ModelRef:
 # -- files outside the cache (dir= and URL downloads, from the job registry) ------------------
 
 
+class FinishedJob(Protocol):
+    """What :func:`local_entries` reads of a job (a :class:`nbmodels.Job` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def options(self) -> Options: ...
+    @property
+    def paths(self) -> list[Path]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LocalEntry:
     """A file a finished job put outside the Hugging Face cache."""
@@ -314,7 +330,7 @@ class LocalEntry:
     job_id: str
 
 
-def _local_entry(job: Job, path: Path) -> LocalEntry | None:
+def _local_entry(job: FinishedJob, path: Path) -> LocalEntry | None:
     try:
         st = path.stat()
     except OSError:
@@ -338,13 +354,13 @@ def _local_entry(job: Job, path: Path) -> LocalEntry | None:
     )
 
 
-def local_entries(jobs: Iterable[Job], cache_dir: Path | None = None) -> list[LocalEntry]:
+def local_entries(jobs: Iterable[FinishedJob], cache_dir: Path | None = None) -> list[LocalEntry]:
     """Files of finished jobs that exist outside the Hugging Face cache (newest job wins)."""
     cache = (cache_dir or hf_cache_dir()).resolve()
     seen: set[Path] = set()
     out: list[LocalEntry] = []
     for job in jobs:
-        if job.status not in _DONE:
+        if job.status not in Status.SUCCEEDED:
             continue
         for path in job.paths:
             with contextlib.suppress(OSError):

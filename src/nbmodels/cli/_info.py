@@ -7,7 +7,7 @@ from typing import Any
 
 from .._listing import SHOWN, job_label, newest, older_line, reason
 from .._progress import format_bytes
-from ..engine._job import Job
+from ..engine import Job
 from ._main import Io, Parser, UsageError, add_flags, add_json, ago, iso, new_parser, table
 
 __all__ = ["build_inspect", "build_jobs", "run_inspect", "run_jobs"]

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
-from .._progress import FileProgress, JobSnapshot, format_progress
-from ..engine._job import Job
+from .._progress import FileProgress, JobSnapshot, Status, format_progress
+from ..engine import Job
 
 __all__ = ["BarView", "PlainView", "QuietView", "View", "make_view", "status_label"]
 
@@ -40,7 +40,7 @@ def file_text(f: FileProgress, *, label: bool = False) -> str:
     """``1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42``, or ``completed · 4.5 GB / ...``
     (the status is always named when ``label``)."""
     text = format_progress(f.progress, status=f.status)
-    if f.status == "downloading" and not label:
+    if f.status == Status.DOWNLOADING and not label:
         return text
     return f"{status_label(f.status)} · {text}"
 
@@ -119,7 +119,9 @@ class PlainView:
         for f in snap.files:
             key = (snap.job_id, f.name)
             changed = self._file_status.get(key) != _state(f)
-            due = f.status == "downloading" and now - self._file_time.get(key, now) >= self.every
+            due = (
+                f.status == Status.DOWNLOADING and now - self._file_time.get(key, now) >= self.every
+            )
             if changed or due:
                 self._file_status[key] = _state(f)
                 self._file_time[key] = now
@@ -175,9 +177,11 @@ class BarView:
         for snap in snaps:
             out.append(job_text(snap))
             files = list(snap.files)
-            if len(files) <= 1 and snap.status not in ("downloading", "paused"):
+            if len(files) <= 1 and snap.status not in (Status.DOWNLOADING, Status.PAUSED):
                 continue
-            order = sorted(files, key=lambda f: (f.status != "downloading", f.status == "queued"))
+            order = sorted(
+                files, key=lambda f: (f.status != Status.DOWNLOADING, f.status == Status.QUEUED)
+            )
             shown = order if len(order) <= spare else order[: max(0, spare - 1)]
             names = max((len(f.name) for f in shown), default=0)
             name_w = min(NAME_WIDTH, names, max(8, width // 3))
@@ -187,11 +191,7 @@ class BarView:
                 )
             hidden = len(order) - len(shown)
             if hidden:
-                done = sum(
-                    1
-                    for f in order[len(shown) :]
-                    if f.status in ("completed", "already_downloaded")
-                )
+                done = sum(1 for f in order[len(shown) :] if f.status in Status.SUCCEEDED)
                 out.append(f"  … {hidden} more files ({done} done)")
             spare = max(0, spare - len(shown) - (1 if hidden else 0))
         return [fit_left(line, width - 1) for line in out]

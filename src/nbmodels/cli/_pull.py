@@ -11,8 +11,7 @@ from .._flags import add_download_arguments, add_frontend_arguments, group_refs
 from .._flags import options_from_namespace as cli_options
 from .._options import Options, OptionValueError
 from .._refs import ACCEPTED_FORMS, parse_ref
-from ..engine import _engine
-from ..engine._job import Job
+from ..engine import Job, shutdown
 from ..errors import NbmodelsError, RefError
 from ._main import Io, Parser, new_parser
 from ._manifest import load_manifest
@@ -125,7 +124,7 @@ def run(ns: argparse.Namespace, io: Io) -> int:
         _wait(jobs, view)
     except KeyboardInterrupt:
         view.close()
-        _engine.shutdown()  # stop the jobs now (their state is saved), before saying so
+        shutdown()  # stop the jobs now (their state is saved), before saying so
         io.err.write(
             "\nnbmodels: interrupted; partial data is kept: run the same command to resume.\n"
         )

@@ -29,28 +29,26 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TypeVar
 
-import filelock
 import httpx2
 
 from .._aio import pick_error
 from .._config import Settings, env_flag, nbmodels_home
-from .._fserrors import fs_error
-from .._options import Options, OptionValueError
-from .._paths import hidden_sibling
-from .._progress import INTERRUPTED, format_bytes
-from .._redact import redact_text, redact_url
-from .._refs import parse_ref
-from ..archives._job import unpack_job, unpacked_already
-from ..errors import CanceledError, NbmodelsError, RefError
+from .._options import Options
+from .._progress import Status, format_bytes
+from ..errors import CanceledError, NbmodelsError
 from ..sources import Plan, PlannedFile, SourceContext, plan_hf, plan_url
-from ..transfer import FileTransfer, PartialState, make_client
-from ._job import Job, _FileState
+from ..transfer import make_client
+from ._fetch import discard, fetch_file
+from ._job import Job, recorded_job
+from ._network import Net, network
 from ._registry import Registry
+from ._run import FileRun, JobRun
+from ._submission import Submission
+from ._unpack import unpack, unpacked_already
 
 __all__ = ["Engine", "get_engine", "set_engine", "shutdown"]
 
@@ -74,7 +72,8 @@ class Engine:
         self._slots: asyncio.Semaphore | None = None
         self._registry: Registry | None = None
         self._jobs: list[Job] = []
-        self._active: dict[str, Job] = {}
+        #: The runs of jobs not ended yet, by job key (one per reference and options).
+        self._active: dict[str, JobRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -83,6 +82,10 @@ class Engine:
     @property
     def home(self) -> Path:
         return self._home if self._home is not None else nbmodels_home()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def registry(self) -> Registry:
@@ -145,19 +148,19 @@ class Engine:
         """:meth:`close`, then one warning line naming the downloads that were still running
         (a paused one was stopped on purpose, so it is not named)."""
         with self._lock:
-            running = [j for j in self._active.values() if not j.done and j.status != "paused"]
+            running = [
+                r.job
+                for r in self._active.values()
+                if not r.job.done and r.job.status != Status.PAUSED
+            ]
         self.close()
-        stopped = [j for j in running if j.status == INTERRUPTED]
+        stopped = [j for j in running if j.status == Status.INTERRUPTED]
         if stopped:
             log.warning("%s", _exit_note(stopped))
 
     async def _shutdown(self) -> None:
-        for job in list(self._active.values()):
-            job._stop = "shutdown"
-            if job._attempt is not None:
-                job._attempt.cancel()
-            if job._resume_event is not None:
-                job._resume_event.set()
+        for run in list(self._active.values()):
+            run.request_shutdown()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.settings.read_timeout)
         if self._client is not None:
@@ -183,37 +186,30 @@ class Engine:
 
     def submit(self, ref: str, options: Options) -> Job:
         """Start (or find) the job for ``ref``; returns at once."""
-        ref = _clean_ref(ref)
-        parsed = parse_ref(ref)  # RefError now, in the caller's thread, for bad syntax
-        if options.remove_archive and parsed.kind != "url" and options.dir is None:
-            raise OptionValueError(
-                "remove_archive",
-                "cannot delete a file from the Hugging Face cache (other snapshots may share "
-                "its blob, and huggingface_hub would fetch it again): download into a folder "
-                "of your own with dir, or keep the archive",
-            )
-        if not options.verify_tls:
-            _check_insecure_allowed(ref, parsed.kind)
-        key = _job_key(ref if parsed.kind == "url" else str(parsed), options)
+        submission = Submission.of(ref, options)  # a RefError now, in the caller's thread
         loop = self._ensure_started()
         with self._lock:
-            existing = self._active.get(key)
-            if existing is not None and not existing.done:
-                if existing.status == "paused":
-                    existing.resume()
-                return existing
-            shown = redact_url(ref) if "://" in ref else ref
-            job = Job(self, shown, options, job_id=uuid.uuid4().hex[:12], key=key)
-            job._source = ref  # may carry a signed query string: never shown or stored
-            self._active[key] = job
-            self._jobs.append(job)
-        self.record(job, created=True)
-        asyncio.run_coroutine_threadsafe(self._spawn(job), loop).result()
-        return job
+            existing = self._active.get(submission.key)
+            if existing is not None and not existing.job.done:
+                if existing.job.status == Status.PAUSED:
+                    existing.job.resume()
+                return existing.job
+            run = JobRun(
+                uuid.uuid4().hex[:12],
+                submission,
+                options,
+                settings=self.settings,
+                controls=self,
+                record=self.record,
+            )
+            self._active[submission.key] = run
+            self._jobs.append(run.job)
+        self.record(run.job, created=True)
+        asyncio.run_coroutine_threadsafe(self._spawn(run), loop).result()
+        return run.job
 
-    async def _spawn(self, job: Job) -> None:
-        job._resume_event = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._run_job(job))
+    async def _spawn(self, run: JobRun) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_job(run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -222,17 +218,14 @@ class Engine:
             return list(reversed(self._jobs))
 
     def job(self, job_id: str) -> Job | None:
-        """The job with this id: one of this process's, else a read-only one from the
-        registry (an earlier session's); None if there is none."""
+        """The job with this id: one of this process's, else a read-only one from the registry
+        (an earlier session's); None if there is none."""
         with self._lock:
             for job in reversed(self._jobs):
                 if job.id == job_id:
                     return job
         rec = self.registry.get(job_id)
-        if rec is None:
-            return None
-        opts = Options.from_record(_safe_options(rec.options))
-        return Job(None, rec.ref, opts, job_id=rec.id, record=rec)
+        return None if rec is None else recorded_job(rec, self)
 
     def history(self) -> list[Job]:
         live = {job.id: job for job in self.jobs()}
@@ -240,8 +233,7 @@ class Engine:
         for rec in self.registry.rows():
             job = live.pop(rec.id, None)
             if job is None:
-                opts = Options.from_record(_safe_options(rec.options))
-                job = Job(None, rec.ref, opts, job_id=rec.id, record=rec)
+                job = recorded_job(rec, self)
             out.append(job)
         if live:  # not in the registry (it could not be written): this process still knows them
             out = sorted([*out, *live.values()], key=_created_at, reverse=True)
@@ -249,287 +241,148 @@ class Engine:
 
     def record(self, job: Job, *, created: bool = False) -> None:
         """Write the job's current state to the registry (never a secret)."""
-        snap = job.snapshot()
-        fields: dict[str, Any] = {
-            "id": job.id,
-            "ref": job.ref,
-            "status": snap.status,
-            "total_bytes": snap.progress.total_bytes,
-            "downloaded_bytes": snap.progress.downloaded_bytes,
-            "path": snap.path,
-            "paths": [str(p) for p in job._paths],
-            "files": [
-                {
-                    "name": f.name,
-                    "path": f.path,
-                    "status": f.status,
-                    "downloaded_bytes": f.progress.downloaded_bytes,
-                    "total_bytes": f.progress.total_bytes,
-                    "error": f.error,
-                }
-                for f in snap.files
-            ],
-            "error": snap.error,
-            "error_type": snap.error_type,
-            "error_hint": snap.error_hint,
-            "created_at": snap.created_at,
-            "started_at": snap.started_at,
-            "completed_at": snap.completed_at,
-        }
-        if created:
-            fields["options"] = job.options.record()
+        options = job.options.record() if created else None
         try:
-            self.registry.upsert(**fields)
+            self.registry.save(job.snapshot(), job.paths, options)
         except Exception:  # the registry is a record, never a reason to fail a download
             log.warning("nbmodels: could not update the job registry", exc_info=True)
 
+    # -- controls (a Job's, from any thread; they run on the loop) ------------------------------
+
+    def pause(self, job_id: str) -> bool:
+        return self._control(job_id, JobRun.request_pause)
+
+    def resume(self, job_id: str) -> bool:
+        return self._control(job_id, JobRun.request_resume)
+
+    def cancel(self, job_id: str) -> bool:
+        return self._control(job_id, JobRun.request_cancel)
+
+    def resubmit(self, job: Job) -> Job:
+        """Submit ``job``'s reference and options again, to the process-wide engine (as
+        :func:`nbmodels.download` does: this one may have been closed since)."""
+        return get_engine().submit(job.ref, job.options)
+
+    def _control(self, job_id: str, action: Callable[[JobRun], bool]) -> bool:
+        with self._lock:
+            run = next((r for r in self._active.values() if r.job.id == job_id), None)
+        return run is not None and self.call(lambda: action(run))
+
     # -- running a job (loop thread) ------------------------------------------------------------
 
-    async def _run_job(self, job: Job) -> None:
-        assert job._resume_event is not None
+    async def _run_job(self, run: JobRun) -> None:
         try:
-            while True:
-                attempt = asyncio.get_running_loop().create_task(self._attempt(job))
-                job._attempt = attempt
-                await asyncio.wait({attempt})
-                job._attempt = None
-                if attempt.cancelled() or (job._stop is not None and not job.done):
-                    _report_stop_error(job, attempt)
-                    stop = job._take_stop()
-                    if stop == "pause":
-                        job._set_status("paused")
-                        await job._resume_event.wait()  # set at once if resume() came early
-                        stop = job._take_stop()
-                        if stop is None:
-                            job._set_status("queued")
-                            continue
-                    if stop == "cancel":
-                        await self._discard(job)
-                        job._error = CanceledError(
-                            f"Download of {job.ref} was canceled; its partial data was removed."
-                        )
-                        job._set_status("canceled")
-                        job._future.set_exception(job._error)
-                        return
-                    # shutdown (or an unexplained cancel): keep the partial data for later.
-                    job._error = NbmodelsError(
-                        "The Python process stopped while this job ran; its partial data was kept.",
-                        hint="Submit the same reference again to resume.",
-                    )
-                    job._set_status(INTERRUPTED)
-                    job._future.set_exception(job._error)
-                    return
-                exc = attempt.exception()
-                if exc is None:
-                    return
-                job._error = _as_nbmodels_error(exc)
-                if not isinstance(exc, NbmodelsError | OSError):
-                    log.error("nbmodels: unexpected error in job %s", job.id, exc_info=exc)
-                elif isinstance(exc, OSError):  # its message says it all; the trace is for us
-                    log.debug("nbmodels: job %s: %s", job.id, job._error, exc_info=exc)
-                job._set_status("failed")
-                job._future.set_exception(job._error)
-                return
+            while await self._run_attempt(run):
+                pass
         finally:
             with self._lock:
-                if self._active.get(job._key) is job:
-                    del self._active[job._key]
+                if self._active.get(run.submission.key) is run:
+                    del self._active[run.submission.key]
 
-    async def _attempt(self, job: Job) -> None:
+    async def _run_attempt(self, run: JobRun) -> bool:
+        """One attempt, to its end; True when the job goes on (resumed after a pause)."""
+        attempt = asyncio.get_running_loop().create_task(self._attempt(run))
+        run.attempt = attempt
+        await asyncio.wait({attempt})
+        run.attempt = None
+        if attempt.cancelled() or (run.stop is not None and not run.job.done):
+            _report_stop_error(run, attempt)
+            return await self._stopped(run)
+        exc = attempt.exception()
+        if exc is not None:
+            run.fail(exc)
+        return False
+
+    async def _stopped(self, run: JobRun) -> bool:
+        """The attempt was stopped: pause (True once resumed), cancel, or end interrupted."""
+        stop = run.take_stop()
+        if stop == "pause":
+            run.set_status(Status.PAUSED)
+            await run.resume_event.wait()  # set at once if resume() came early
+            stop = run.take_stop()
+            if stop is None:
+                run.set_status(Status.QUEUED)
+                return True
+        if stop == "cancel":
+            await discard(run)
+            message = f"Download of {run.job.ref} was canceled; its partial data was removed."
+            run.end(Status.CANCELED, CanceledError(message))
+            return False
+        # shutdown (or an unexplained cancel): keep the partial data for later.
+        error = NbmodelsError(
+            "The Python process stopped while this job ran; its partial data was kept.",
+            hint="Submit the same reference again to resume.",
+        )
+        run.end(Status.INTERRUPTED, error)
+        return False
+
+    async def _attempt(self, run: JobRun) -> None:
         assert self._slots is not None
-        job._set_status("queued", record=False)
-        async with self._slots, self._network(job.options) as net:
-            job._set_status("resolving")
-            plan = await self._plan(job, net)
-            unpacked = await unpacked_already(plan, job.options)
-            job._path = plan.primary
-            job._paths = [f.path for f in plan.files]
-            job._files = [
-                _FileState(
-                    f.name,
-                    f.path,
-                    f.size,
-                    "already_downloaded" if f.present or f.path in unpacked else "queued",
-                    self.settings.stall_after,
-                )
-                for f in plan.files
-            ]
-            job._downloaded = sum(f.downloaded for f in job._files)
-            todo = [
-                (f, state)
-                for f, state in zip(plan.files, job._files, strict=True)
-                if not f.present and f.path not in unpacked
-            ]
+        run.set_status(Status.QUEUED, record=False)
+        assert self._client is not None
+        async with self._slots, network(self._client, self.settings, run.job.options) as net:
+            run.set_status(Status.RESOLVING)
+            plan = await self._plan(run, net)
+            unpacked = await unpacked_already(plan, run.job.options)
+            todo = run.begin(plan, unpacked)
             if todo:
-                job._set_status("downloading")
-                ticker = asyncio.get_running_loop().create_task(self._tick(job))
-                try:
-                    limit = asyncio.Semaphore(FILES_PER_JOB)
-
-                    async def one(item: tuple[PlannedFile, _FileState]) -> None:
-                        async with limit:
-                            await self._fetch(job, *item, net)
-
-                    async with asyncio.TaskGroup() as group:
-                        for item in todo:
-                            group.create_task(one(item))
-                except BaseExceptionGroup as eg:
-                    raise pick_error(eg, asyncio.CancelledError, NbmodelsError) from None
-                finally:
-                    ticker.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await ticker
+                await self._fetch_all(run, todo, net)
             if plan.finish is not None:
                 await asyncio.to_thread(plan.finish)
             primary = plan.primary
-            if job.options.extract:
-                primary = await unpack_job(job, plan, unpacked)
-            final = (
-                "completed"
-                if job._transferred or any(f.status == "completed" for f in job._files)
-                else "already_downloaded"
-            )
-            job._set_status(final)
-            job._future.set_result(primary)
+            if run.job.options.extract:
+                primary = await unpack(run, plan, unpacked)
+            run.finish(primary)
 
-    @contextlib.asynccontextmanager
-    async def _network(self, options: Options) -> AsyncIterator[_Net]:
-        """The settings and client of one attempt: the engine's, or for a job with its own
-        ``timeout`` / ``retries`` / ``verify_tls`` a copy of the settings (timeout: connect and
-        read-idle; retries: attempts after the first) and, when the timeouts or the TLS checks
-        differ, a client of its own, closed when the attempt ends."""
-        assert self._client is not None
-        settings = self.settings
-        if options.timeout is not None:
-            settings = dataclasses.replace(
-                settings, connect_timeout=options.timeout, read_timeout=options.timeout
-            )
-        if options.retries is not None:
-            settings = dataclasses.replace(settings, max_attempts=options.retries + 1)
-        if options.timeout is None and options.verify_tls:
-            yield _Net(settings, self._client, fast_path=True)
-            return
-        client = make_client(settings, verify=options.verify_tls)
-        try:
-            yield _Net(settings, client, fast_path=options.verify_tls)
-        finally:
-            await client.aclose()
-
-    async def _plan(self, job: Job, net: _Net) -> Plan:
-        options = job.options
+    async def _plan(self, run: JobRun, net: Net) -> Plan:
+        options = run.job.options
         if not options.offline and env_flag("HF_HUB_OFFLINE"):
             options = dataclasses.replace(options, offline=True)
-        parsed = parse_ref(job._source)
-        if parsed.kind == "url":
-            return await asyncio.to_thread(plan_url, job._source, options)
-        return await plan_hf(parsed, options, SourceContext(net.client, net.settings))
+        ref = run.submission
+        if ref.parsed.kind == "url":
+            return await asyncio.to_thread(plan_url, ref.source, options)
+        return await plan_hf(ref.parsed, options, SourceContext(net.client, net.settings))
 
-    async def _tick(self, job: Job) -> None:
+    async def _fetch_all(
+        self, run: JobRun, todo: list[tuple[PlannedFile, FileRun]], net: Net
+    ) -> None:
+        """Fetch the files, :data:`FILES_PER_JOB` at a time, publishing progress meanwhile."""
+        run.set_status(Status.DOWNLOADING)
+        ticker = asyncio.get_running_loop().create_task(self._tick(run))
+        limit = asyncio.Semaphore(FILES_PER_JOB)
+
+        async def one(planned: PlannedFile, state: FileRun) -> None:
+            async with limit:
+                await fetch_file(run, planned, state, net)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for item in todo:
+                    group.create_task(one(*item))
+        except BaseExceptionGroup as eg:
+            raise pick_error(eg, asyncio.CancelledError, NbmodelsError) from None
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+    async def _tick(self, run: JobRun) -> None:
         interval = self.settings.progress_interval
         every = max(1, round(2.0 / interval))
         n = 0
         while True:
             await asyncio.sleep(interval)
             n += 1
-            job._publish(record=n % every == 0)
-
-    async def _fetch(self, job: Job, planned: PlannedFile, state: _FileState, net: _Net) -> None:
-        spec = planned.spec
-        assert spec is not None
-        lock_path = spec.lock_path or _lock_path(spec.target)
-        state.status = "queued"
-        state.target = spec.target
-        async with _file_lock(lock_path):
-            state.touched = True
-            if planned.recheck is not None and await asyncio.to_thread(planned.recheck):
-                state.status = "already_downloaded"
-                job._downloaded += (state.total or 0) - state.downloaded
-                state.downloaded = state.total or 0
-                return
-            base = job._transferred
-
-            first = True
-
-            def on_progress(downloaded: int, total: int | None) -> None:
-                # Called per chunk: constant work. A resume's starting bytes and a restart's
-                # rollback re-base the meters instead of counting as speed.
-                nonlocal first
-                delta = downloaded - state.downloaded
-                if delta > 0:
-                    state.retry = None  # bytes arrive again
-                state.downloaded = downloaded
-                state.total = total
-                job._downloaded += delta
-                if first or delta < 0:
-                    first = False
-                    state.meter.reset(downloaded)
-                    job._meter.reset(job._downloaded)
-                else:
-                    state.meter.add(downloaded)
-                    job._meter.add(job._downloaded)
-
-            def on_status(status: str) -> None:
-                state.status = status
-                job._publish()
-
-            def on_retry(reason: str, attempt: int, delay: float) -> None:
-                state.retrying(reason, attempt, delay)
-                job._publish()
-
-            transfer = FileTransfer(
-                spec,
-                net.client,
-                net.settings,
-                connections=job.options.connections,
-                on_progress=on_progress,
-                on_status=on_status,
-                on_retry=on_retry,
-                fast_path=net.fast_path,
-            )
-            state.status = "downloading"
-            state.meter.reset(0)
-            try:
-                result = await transfer.run()
-            except asyncio.CancelledError:
-                state.status = "paused"
-                raise
-            except BaseException as exc:
-                state.status = "failed"
-                state.error = str(_as_nbmodels_error(exc)) if isinstance(exc, Exception) else None
-                raise
-            finally:
-                job._transferred = base + transfer.transferred
-            if planned.after is not None:
-                await asyncio.to_thread(planned.after, result)
-            job._downloaded += result.size - state.downloaded
-            state.downloaded = result.size
-            state.total = result.size
-            state.status = "completed"
-            job._publish()
-
-    async def _discard(self, job: Job) -> None:
-        """Remove the partial data of the files this job worked on (cancel)."""
-        for state in job._files:
-            if not state.touched or state.target is None:
-                continue
-            lock = filelock.FileLock(_lock_path(state.target), thread_local=False)
-            try:
-                lock.acquire(timeout=0)
-            except filelock.Timeout:
-                continue  # another process is working on it: its data is not ours to delete
-            try:
-                PartialState.discard(state.target)
-            finally:
-                lock.release()
+            run.publish(record=n % every == 0)
 
 
-def _report_stop_error(job: Job, attempt: asyncio.Task[None]) -> None:
+def _report_stop_error(run: JobRun, attempt: asyncio.Task[None]) -> None:
     """An attempt that was being stopped may still end with an error of its own: a download
     error at the same moment is overtaken by the stop; anything else is a bug worth a log
     record (and the task's outcome is retrieved either way)."""
     exc = None if attempt.cancelled() else attempt.exception()
     if exc is not None and not isinstance(exc, NbmodelsError):
-        log.error("nbmodels: unexpected error while stopping job %s", job.id, exc_info=exc)
+        log.error("nbmodels: unexpected error while stopping job %s", run.job.id, exc_info=exc)
 
 
 def _exit_note(jobs: list[Job]) -> str:
@@ -551,98 +404,8 @@ def _exit_note(jobs: list[Job]) -> str:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Net:
-    """What one attempt of a job talks to the network with."""
-
-    settings: Settings
-    client: httpx2.AsyncClient
-    fast_path: bool
-
-
-def _check_insecure_allowed(ref: str, kind: str) -> None:
-    """``verify_tls=False`` only where a digest still proves the bytes and no secret could be
-    read on the way: a plain URL (never the Hub, whose token and file digests would then travel
-    unchecked) without credentials in it. ``Options`` already demands the ``sha256``."""
-    if kind != "url":
-        raise ValueError(
-            "verify_tls=False is only for plain http(s) URLs: Hub downloads always check "
-            "certificates (the token and the files' digests travel on those connections)"
-        )
-    if "@" in urlsplit(ref).netloc:
-        raise ValueError(
-            "verify_tls=False is refused for a URL with credentials in it: an unchecked "
-            "connection could hand them to anyone on the way"
-        )
-
-
-def _lock_path(target: Path) -> Path:
-    """Where the cross-process lock of a non-cache target lives (Hub cache blobs use
-    huggingface_hub's own lock paths, passed in ``FileSpec.lock_path``)."""
-    return target.parent / ".nbmodels" / hidden_sibling(target.name, ".lock")[1:]
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: Path) -> AsyncIterator[None]:
-    """A cross-process file lock acquired without blocking the loop."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(path, thread_local=False)
-    while True:
-        try:
-            lock.acquire(timeout=0)
-            break
-        except filelock.Timeout:
-            await asyncio.sleep(0.2)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _as_nbmodels_error(exc: BaseException) -> NbmodelsError:
-    if isinstance(exc, NbmodelsError):
-        return exc
-    if isinstance(exc, OSError):
-        return fs_error(exc)
-    return NbmodelsError(f"Unexpected error: {type(exc).__name__}: {redact_text(str(exc))}")
-
-
 def _created_at(job: Job) -> float:
     return job.snapshot().created_at or 0.0
-
-
-def _clean_ref(ref: str) -> str:
-    if not isinstance(ref, str):
-        raise RefError(f"A reference must be a string, not {type(ref).__name__}.")
-    ref = ref.strip()
-    if not ref:
-        raise RefError("The reference is empty.", hint="Pass a URL or a Hugging Face reference.")
-    return ref
-
-
-def _job_key(ref: str, options: Options) -> str:
-    return "\x00".join(
-        str(x)
-        for x in (
-            ref.split("#", 1)[0] if "://" in ref else ref,
-            options.dir.resolve() if options.dir is not None else "",
-            options.revision or "",
-            ",".join(options.include),
-            ",".join(options.exclude),
-            options.sha256 or "",
-            options.force,
-            options.extract,
-            options.remove_archive,
-        )
-    )
-
-
-def _safe_options(data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        Options.from_record(data)
-    except (TypeError, ValueError):
-        return {}
-    return data
 
 
 # -- the process-wide engine ----------------------------------------------------------------------
@@ -685,7 +448,7 @@ _default_lock = threading.Lock()
 def get_engine() -> Engine:
     global _default
     with _default_lock:
-        if _default is None or _default._closed:
+        if _default is None or _default.closed:
             _default = Engine()
         return _default
 

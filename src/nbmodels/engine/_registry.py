@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fserrors import describe_os_error
-from .._progress import ACTIVE_STATUSES, INTERRUPTED
+from .._progress import JobSnapshot, Status
 from .._redact import redact_text
 
 if sys.platform != "win32":
@@ -207,6 +207,41 @@ class Registry:
         if self._lease is not None:
             self._lease.release()
 
+    def save(
+        self, snap: JobSnapshot, paths: list[Path], options: dict[str, Any] | None = None
+    ) -> None:
+        """Write a job's snapshot (with its paths, and its recorded options when the job is
+        new: :meth:`nbmodels._options.Options.record`, which holds no secret)."""
+        fields: dict[str, Any] = {
+            "id": snap.job_id,
+            "ref": snap.ref,
+            "status": snap.status,
+            "total_bytes": snap.progress.total_bytes,
+            "downloaded_bytes": snap.progress.downloaded_bytes,
+            "path": snap.path,
+            "paths": [str(p) for p in paths],
+            "files": [
+                {
+                    "name": f.name,
+                    "path": f.path,
+                    "status": f.status,
+                    "downloaded_bytes": f.progress.downloaded_bytes,
+                    "total_bytes": f.progress.total_bytes,
+                    "error": f.error,
+                }
+                for f in snap.files
+            ],
+            "error": snap.error,
+            "error_type": snap.error_type,
+            "error_hint": snap.error_hint,
+            "created_at": snap.created_at,
+            "started_at": snap.started_at,
+            "completed_at": snap.completed_at,
+        }
+        if options is not None:
+            fields["options"] = options
+        self.upsert(**fields)
+
     def upsert(self, **fields: Any) -> None:
         """Insert or update a job row (``id`` required). JSON columns take Python values."""
         if self._lease is None:
@@ -265,24 +300,25 @@ class Registry:
         dead_ids: list[str] = []
         for values in raw:
             data = dict(zip(_COLUMNS, values, strict=True))
-            if data["status"] in ACTIVE_STATUSES:
+            if data["status"] in Status.ACTIVE:
                 owner = data["owner"]
                 if owner not in alive:
                     alive[owner] = owner == self.lease.owner or Lease.alive(
                         self.run_dir, owner, data["pid"]
                     )
                 if not alive[owner]:
-                    data["status"] = INTERRUPTED
+                    data["status"] = Status.INTERRUPTED.value
                     dead_ids.append(data["id"])
             for key in ("options", "paths", "files"):
                 data[key] = json.loads(data[key] or ("{}" if key == "options" else "[]"))
             out.append(JobRecord(**data))
         if dead_ids:
-            marks = ", ".join("?" for _ in ACTIVE_STATUSES)
+            active = sorted(Status.ACTIVE)
+            marks = ", ".join("?" for _ in active)
             self._write(
                 lambda conn: conn.executemany(
                     f"UPDATE jobs SET status=? WHERE id=? AND status IN ({marks})",  # noqa: S608
-                    [(INTERRUPTED, i, *ACTIVE_STATUSES) for i in dead_ids],
+                    [(Status.INTERRUPTED.value, i, *active) for i in dead_ids],
                 )
             )
         return out

@@ -2,12 +2,14 @@
 the panel (anywidget; the ESM and CSS ship in ``static/``), and the text fallback.
 
 This is the only package that imports IPython, anywidget and traitlets (docs/notebook.md); the core
-reaches it lazily through :func:`auto_display`, :func:`job_mimebundle` and
-:func:`wait_with_progress`.
+never imports it: importing it registers its functions with the core's front-end hooks
+(:func:`nbmodels.engine.register_front_end`), and the API imports it by name when it runs in
+IPython.
 """
 
 from __future__ import annotations
 
+from ..engine import register_front_end
 from ._display import auto_display, job_mimebundle, panel, widget_for
 from ._extension import load_ipython_extension, unload_ipython_extension
 from ._text import wait_with_progress
@@ -21,3 +23,12 @@ __all__ = [
     "wait_with_progress",
     "widget_for",
 ]
+
+register_front_end(
+    display=auto_display,
+    mimebundle=job_mimebundle,
+    waiter=wait_with_progress,
+    panel=panel,
+    load_extension=load_ipython_extension,
+    unload_extension=unload_ipython_extension,
+)

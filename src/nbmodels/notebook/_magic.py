@@ -25,7 +25,7 @@ from .._flags import _Parser as _CmdParser
 from .._listing import SHOWN
 from .._options import Options, OptionValueError
 from .._redact import redact_url
-from ..engine._job import Job
+from ..engine import Job
 from ..errors import NbmodelsError
 from ._context import widgets_supported
 from ._state import card_details, one_line, status_label

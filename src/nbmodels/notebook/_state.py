@@ -12,7 +12,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from .._listing import job_label, reason
-from .._progress import ACTIVE_STATUSES, INTERRUPTED, JobSnapshot, format_bytes, format_progress
+from .._progress import JobSnapshot, Status, format_bytes, format_progress
 from ..errors import NbmodelsError, Style
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ __all__ = [
     "status_label",
 ]
 
-_RUNNING = ("queued", "resolving", "downloading", "verifying", "extracting")
-_RETRYABLE = ("failed", "canceled", INTERRUPTED)
+_RUNNING = Status.ACTIVE - {Status.PAUSED}
+_RETRYABLE = (Status.FAILED, Status.CANCELED, Status.INTERRUPTED)
 
 
 def allowed_actions(status: str, *, read_only: bool = False) -> list[str]:
@@ -42,7 +42,7 @@ def allowed_actions(status: str, *, read_only: bool = False) -> list[str]:
         return []
     if status in _RUNNING:
         return ["pause", "cancel"]
-    if status == "paused":
+    if status == Status.PAUSED:
         return ["resume", "cancel"]
     return []
 
@@ -92,7 +92,7 @@ def job_state(snap: JobSnapshot, *, read_only: bool = False) -> dict[str, Any]:
     data["status_label"] = status_label(snap.status)
     data["read_only"] = read_only
     data["actions"] = allowed_actions(snap.status, read_only=read_only)
-    data["active"] = snap.status in ACTIVE_STATUSES
+    data["active"] = snap.status in Status.ACTIVE
     return data
 
 
@@ -105,7 +105,7 @@ def plain_text(snap: JobSnapshot, *, reason_width: int | None = None) -> str:
         why = snap.error.splitlines()[0] if reason_width is None else reason(snap, reason_width)
         return f"{head}: {why}"
     text = format_progress(snap.progress, status=snap.status)
-    if snap.status in ("completed", "already_downloaded") and snap.path:
+    if snap.status in Status.SUCCEEDED and snap.path:
         return f"{head} · {text} · {snap.path}"
     return f"{head} · {text}"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from .._listing import REASON_WIDTH, SHOWN, newest, older_line
-from .._progress import Progress, format_progress, group_retry
-from ..engine._job import Job
+from .._progress import Progress, Status, format_progress, group_retry
+from ..engine import Job
 from ._context import current_shell, is_kernel
 from ._state import display_name, plain_text, status_label
 
@@ -48,12 +48,12 @@ def progress_line(jobs: Sequence[Job]) -> str:
     downloaded = sum(s.progress.downloaded_bytes for s in snaps)
     total = None if any(t is None for t in totals) else sum(t or 0 for t in totals)
     speed = sum(s.progress.bytes_per_second for s in snaps)
-    running = [s for s in snaps if s.status == "downloading"]
+    running = [s for s in snaps if s.status == Status.DOWNLOADING]
     eta = (total - downloaded) / speed if total is not None and speed > 0 else None
     stalled = bool(running) and all(s.progress.stalled for s in running)
     retry = group_retry([s.progress for s in running])
     agg = Progress(downloaded, total, speed, eta, stalled, retry)
-    status = "downloading" if running else "waiting"
+    status = Status.DOWNLOADING if running else "waiting"
     return f"{len(snaps)} downloads ({done} done): " + format_progress(agg, status=status)
 
 

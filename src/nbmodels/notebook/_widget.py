@@ -31,7 +31,7 @@ import traitlets
 
 from .._progress import JobSnapshot
 from .._redact import redact_text
-from ..engine._job import Job
+from ..engine import Job
 from ..errors import NbmodelsError
 from ._context import widget_handler
 from ._publisher import INTERVAL, Publisher, get_publisher

@@ -31,7 +31,7 @@ def _line(text: str) -> None:
 def _follow(job: object, label: str) -> Path:
     """Print the job's progress (twice a second) until it ends; return its path."""
     from nbmodels import NbmodelsError, format_progress
-    from nbmodels.engine._job import Job
+    from nbmodels.engine import Job
 
     assert isinstance(job, Job)
     tty = sys.stdout.isatty()
@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo failed: {exc}", file=sys.stderr)
             return 1
     if not args.keep:
-        from nbmodels.engine import _engine
+        from nbmodels.engine import get_engine
 
-        _engine.get_engine().close()
+        get_engine().close()
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

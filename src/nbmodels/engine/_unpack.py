@@ -16,19 +16,23 @@ import asyncio
 import threading
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._aio import run_blocking
 from .._options import Options
+from .._progress import Status
+from ..archives import (
+    archive_format,
+    default_dest,
+    extract_archive,
+    extracted_from,
+    not_an_archive,
+)
 from ..errors import ArchiveError
 from ..hub._storage import hf_cache_dir
 from ..sources import Plan, PlannedFile
-from . import archive_format, default_dest, extract_archive, extracted_from, not_an_archive
+from ._run import FileRun, JobRun
 
-if TYPE_CHECKING:
-    from ..engine._job import Job, _FileState
-
-__all__ = ["extract_dest", "unpack_job", "unpacked_already"]
+__all__ = ["extract_dest", "unpack", "unpacked_already"]
 
 
 def extract_dest(path: Path) -> Path:
@@ -66,20 +70,21 @@ async def unpacked_already(plan: Plan, options: Options) -> set[Path]:
     return out
 
 
-async def unpack_job(job: Job, plan: Plan, skipped: set[Path]) -> Path:
+async def unpack(run: JobRun, plan: Plan, skipped: set[Path]) -> Path:
     """Unpack the archives among the job's files; return the job's new primary path."""
-    job._set_status("extracting")
+    run.set_status(Status.EXTRACTING)
+    options = run.job.options
     primary = plan.primary
-    paths = list(job._paths)
+    paths = list(run.paths)
     found = False
-    for f, state in zip(plan.files, job._files, strict=True):
+    for f, state in zip(plan.files, run.files, strict=True):
         folder = extract_dest(f.path)
         if f.path not in skipped:
             if await asyncio.to_thread(archive_format, f.path) is None:
                 continue
-            await _unpack_one(job, f, state, folder)
+            await _unpack_one(run, f, state, folder)
         found = True
-        if job.options.remove_archive:
+        if options.remove_archive:
             await asyncio.to_thread(f.path.unlink, missing_ok=True)
             paths = [folder if p == f.path else p for p in paths]
             state.path = folder
@@ -87,22 +92,21 @@ async def unpack_job(job: Job, plan: Plan, skipped: set[Path]) -> Path:
             primary = folder
     if not found:
         raise await _nothing_to_unpack(plan)
-    job._paths = paths
-    job._path = primary
+    run.unpacked(paths, primary)
     return primary
 
 
-async def _unpack_one(job: Job, f: PlannedFile, state: _FileState, folder: Path) -> None:
+async def _unpack_one(run: JobRun, f: PlannedFile, state: FileRun, folder: Path) -> None:
     stop = threading.Event()
     before = state.status
-    state.status = "extracting"
-    job._publish()
+    state.status = Status.EXTRACTING
+    run.publish()
     spec = f.spec
     work = partial(
         extract_archive,
         f.path,
         folder,
-        force=job.options.force,
+        force=run.job.options.force,
         sha256=None if spec is None else spec.sha256,
         origin=None if spec is None else spec.key,
         stop=stop,
@@ -111,7 +115,7 @@ async def _unpack_one(job: Job, f: PlannedFile, state: _FileState, folder: Path)
         await run_blocking(work, stop.set, "nbmodels-extract")
     finally:
         state.status = before
-        job._publish()
+        run.publish()
 
 
 async def _nothing_to_unpack(plan: Plan) -> ArchiveError:
