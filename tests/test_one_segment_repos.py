@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nbmodels
-from nbmodels._refs import ModelRef, parse_ref
 from nbmodels.engine import _engine
 from nbmodels.errors import RefError, RepoNotFoundError
+from nbmodels.refs import ModelRef, parse_ref
 from nbmodels.testing import HubEmulator, StandardRepos
 
 ROOT = Path(__file__).resolve().parents[1]

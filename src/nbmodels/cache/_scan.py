@@ -23,10 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._refs import REPO_URL_PREFIX, ModelRef, parse_ref
 from ..engine._job import Job
 from ..errors import NotFoundError, RefError
 from ..hub._storage import LocalDirRepo, hf_cache_dir, repo_folder
+from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref
 from ..sources._hf import select_quant, split_siblings
 
 __all__ = [

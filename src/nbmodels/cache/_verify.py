@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from .._config import Settings
 from .._options import Options
-from .._refs import ModelRef
 from ..cards._remote import hub_session, run_sync
 from ..hub._api import HubEntry
+from ..refs import ModelRef
 from ._scan import CachedFile
 
 __all__ = ["Check", "Expected", "hash_file", "hub_expectations", "verify", "verify_offline"]

@@ -21,9 +21,9 @@ from typing import Any
 from .._config import Settings, env_flag
 from .._options import Options
 from .._progress import format_bytes
-from .._refs import ModelRef, parse_ref, split_quant_name
 from ..errors import NbmodelsError, NotFoundError, OfflineError
 from ..hub._storage import CacheRepo, LocalDirRepo
+from ..refs import ModelRef, parse_ref, split_quant_name
 from ..sources._hf import split_siblings
 from ..transfer import make_client
 from ._gguf import FILE_TYPE_NAMES, GGUFArray, GGUFHeader

@@ -22,10 +22,10 @@ import httpx2
 from .._config import Settings
 from .._options import Options
 from .._redact import redact_url
-from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import NetworkError
 from ..hub._api import HubApi, find_repo
 from ..net._http import open_stream, with_retries
+from ..refs import REPO_URL_PREFIX, ModelRef
 from ..sources._hf import hf_endpoint
 from ..transfer import Credential, make_client, origin_of
 

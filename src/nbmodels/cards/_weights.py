@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .._progress import format_bytes
-from .._refs import is_sidecar
 from ..errors import NbmodelsError, NotFoundError, Option
+from ..refs import is_sidecar
 from ..sources._hf import select_quant, split_siblings
 from ._gguf import GGUFFormatError, GGUFHeader, NeedMoreData, parse_gguf_header
 from ._safetensors import (

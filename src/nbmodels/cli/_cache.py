@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._progress import format_bytes
-from .._refs import split_quant_name
 from ..cache._scan import CachedFile, LocalEntry
+from ..refs import split_quant_name
 from ._main import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
 
 __all__ = ["build_ls", "build_rm", "build_verify", "run_ls", "run_rm", "run_verify"]

@@ -43,9 +43,9 @@ from .._options import Options, OptionValueError
 from .._paths import hidden_sibling
 from .._progress import INTERRUPTED, format_bytes
 from .._redact import redact_text, redact_url
-from .._refs import parse_ref
 from ..archives._job import unpack_job, unpacked_already
 from ..errors import CanceledError, NbmodelsError, RefError
+from ..refs import parse_ref
 from ..sources import Plan, PlannedFile, SourceContext, plan_hf, plan_url
 from ..transfer import FileTransfer, PartialState, make_client
 from ._job import Job, _FileState

@@ -25,7 +25,6 @@ import httpx2
 from .._config import Settings
 from .._paths import UnsafePathError, safe_commit, safe_relpath
 from .._redact import redact_text, redact_url
-from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
 from ..net._http import (
     Credential,
@@ -34,6 +33,7 @@ from ..net._http import (
     parse_retry_after,
     with_retries,
 )
+from ..refs import REPO_URL_PREFIX, ModelRef
 
 __all__ = [
     "LARGE_REPO",

@@ -58,7 +58,7 @@ def card_wanted(ref: str) -> bool:
     safetensors weights (a quant, a ``.gguf`` / ``.safetensors`` file, a repository or folder:
     :func:`nbmodels.inspect` picks the weights as a download would, or fails quietly), and
     plain URLs of a ``.gguf`` / ``.safetensors`` file."""
-    from .._refs import parse_ref
+    from ..refs import parse_ref
 
     try:
         parsed = parse_ref(ref)

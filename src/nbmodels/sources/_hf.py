@@ -1,6 +1,6 @@
 """Hugging Face references -> plans (docs/public-api.md, References; docs/storage.md).
 
-Resolution order for a reference (each of its :attr:`~nbmodels._refs.ModelRef.readings`: a
+Resolution order for a reference (each of its :attr:`~nbmodels.refs.ModelRef.readings`: a
 text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` or the file
 ``config.json`` of ``gpt2``):
 
@@ -31,11 +31,11 @@ import httpx2
 
 from .._config import env_flag
 from .._options import Options
-from .._refs import REPO_URL_PREFIX, ModelRef, split_quant_name
 from ..errors import NetworkError, NotFoundError, OfflineError, Option
 from ..hub._api import HubApi, HubEntry, RepoInfo, find_repo, gated_error
-from ..hub._select import DEFAULT_QUANTS, Want, choose, select_quant, split_siblings
+from ..hub._select import DEFAULT_QUANTS, Want, choose, select_quant
 from ..hub._storage import CacheRepo, LocalDirRepo
+from ..refs import REPO_URL_PREFIX, ModelRef, split_quant_name, split_siblings
 from ..transfer import Credential, FileSpec, TransferResult, origin_of
 from ._base import Plan, PlannedFile, SourceContext
 from ._digest import check_hub_sha256, check_on_disk, digest_target
