@@ -14,7 +14,8 @@ import pytest
 
 import nbmodels
 from nbmodels.engine import _engine
-from nbmodels.sources._hf import select_quant, split_siblings
+from nbmodels.hub import select_quant
+from nbmodels.refs import split_siblings
 from nbmodels.testing import Fault, HubEmulator, StandardRepos
 
 ROOT = Path(__file__).resolve().parents[1]

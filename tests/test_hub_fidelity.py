@@ -13,7 +13,7 @@ import pytest
 
 import nbmodels
 from nbmodels.engine import _engine
-from nbmodels.hub._storage import CACHEDIR_TAG_CONTENT
+from nbmodels.hub import CACHEDIR_TAG_CONTENT
 from nbmodels.testing import HubEmulator, StandardRepos
 
 

@@ -328,14 +328,16 @@ def test_remote_sessions_pick_the_reading_the_hub_knows(
 ) -> None:
     """``inspect`` and ``verify`` open their Hub session here: one request decides, and the
     chosen reading's repository info is not asked for twice."""
+    from nbmodels._aio import run_sync
     from nbmodels._config import Settings
     from nbmodels._options import Options
-    from nbmodels.cards._remote import hub_session, run_sync
+    from nbmodels.hub import open_session
 
     async def probe() -> tuple[ModelRef, str]:
         ref = parse_ref(f"hf:{LEGACY}/config.json")
-        async with hub_session(ref, Options(), Settings.from_env()) as session:
-            return session.ref, await session.api.commit(None)
+        async with open_session(Options(), Settings.from_env()) as session:
+            repo = await session.find(ref, None)
+            return repo.ref, await repo.api.commit(None)
 
     chosen, commit = run_sync(probe)
     assert chosen == hf(LEGACY, path="config.json") and commit == hub.repo(LEGACY).sha

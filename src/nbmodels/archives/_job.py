@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._aio import run_blocking
+from .._config import hf_cache_dir
 from .._options import Options
 from ..errors import ArchiveError
-from ..hub._storage import hf_cache_dir
 from ..sources import Plan, PlannedFile
 from . import archive_format, default_dest, extract_archive, extracted_from, not_an_archive
 

@@ -22,16 +22,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from ..engine._job import Job
+from .._config import hf_cache_dir
+from .._options import Options
 from ..errors import NotFoundError, RefError
-from ..hub._storage import LocalDirRepo, hf_cache_dir, repo_folder
-from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref
-from ..sources._hf import select_quant, split_siblings
+from ..hub import LocalDirRepo, repo_folder, select_quant
+from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_siblings
 
 __all__ = [
     "CachedFile",
     "CachedRepo",
+    "Download",
     "LocalEntry",
     "local_entries",
     "repo_name",
@@ -314,7 +316,26 @@ class LocalEntry:
     job_id: str
 
 
-def _local_entry(job: Job, path: Path) -> LocalEntry | None:
+class Download(Protocol):
+    """What :func:`local_entries` reads of a job (a :class:`nbmodels.Job` has it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def options(self) -> Options: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def paths(self) -> list[Path]: ...
+
+
+def _local_entry(job: Download, path: Path) -> LocalEntry | None:
     try:
         st = path.stat()
     except OSError:
@@ -330,7 +351,7 @@ def _local_entry(job: Job, path: Path) -> LocalEntry | None:
         repo, repo_type = ref.repo_url_path, ref.repo_type
         if directory is not None and path.is_relative_to(directory):
             file = path.relative_to(directory).as_posix()
-            meta = LocalDirRepo(directory).read_metadata(file)
+            meta = LocalDirRepo(directory).recorded(file)
             commit = meta[0] if meta else None
     revision = job.options.revision or (ref.revision if ref is not None else None)
     return LocalEntry(
@@ -338,7 +359,7 @@ def _local_entry(job: Job, path: Path) -> LocalEntry | None:
     )
 
 
-def local_entries(jobs: Iterable[Job], cache_dir: Path | None = None) -> list[LocalEntry]:
+def local_entries(jobs: Iterable[Download], cache_dir: Path | None = None) -> list[LocalEntry]:
     """Files of finished jobs that exist outside the Hugging Face cache (newest job wins)."""
     cache = (cache_dir or hf_cache_dir()).resolve()
     seen: set[Path] = set()

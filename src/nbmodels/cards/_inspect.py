@@ -16,19 +16,19 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+from .._aio import run_sync
 from .._config import Settings, env_flag
 from .._options import Options
 from .._progress import format_bytes
 from ..errors import NbmodelsError, NotFoundError, OfflineError
-from ..hub._storage import CacheRepo, LocalDirRepo
-from ..refs import ModelRef, parse_ref, split_quant_name
-from ..sources._hf import split_siblings
-from ..transfer import make_client
+from ..hub import HubRepo, open_session, storage_for
+from ..net._http import make_client
+from ..refs import ModelRef, parse_ref, split_complete, split_quant_name, split_siblings
 from ._gguf import FILE_TYPE_NAMES, GGUFArray, GGUFHeader
 from ._memory import MemoryEstimate, estimate
-from ._remote import HubSession, RemoteFile, hub_session, run_sync
+from ._remote import RemoteFile
 from ._safetensors import SafetensorsHeader
 from ._weights import (
     ByteSource,
@@ -167,6 +167,44 @@ def _kv_shape(layers: int | None, kv_raw: Any, heads: int | None) -> tuple[int |
     return layers, kv if kv is not None else heads
 
 
+class _Files(TypedDict):
+    """The fields of a :class:`ModelCard` that describe its files, whatever their format."""
+
+    format: Format
+    files: tuple[str, ...]
+    file_sizes: tuple[int, ...]
+    total_size_bytes: int
+    commit: str | None
+    local: bool
+    bytes_read: int
+
+
+def _files(found: _Found, *side: ByteSource) -> _Files:
+    """The files of ``found``; ``side`` files (config.json...) count in the bytes read."""
+    sizes = tuple(s.size or 0 for s in found.sources)
+    return _Files(
+        format=found.fmt,
+        files=tuple(s.name for s in found.sources),
+        file_sizes=sizes,
+        total_size_bytes=sum(sizes),
+        commit=found.commit,
+        local=found.local,
+        bytes_read=sum(s.bytes_read for s in (*found.sources, *side)),
+    )
+
+
+def _tensor_totals(headers: list[GGUFHeader]) -> tuple[int, int, dict[str, int]]:
+    """(parameters, tensors, parameters per tensor type) over every part."""
+    dtypes: dict[str, int] = {}
+    params = count = 0
+    for header in headers:
+        for t in header.tensors:
+            params += t.n_elements
+            count += 1
+            dtypes[t.type_name] = dtypes.get(t.type_name, 0) + t.n_elements
+    return params, count, dtypes
+
+
 def _gguf_card(
     ref: str, found: _Found, headers: list[GGUFHeader], context: int | None
 ) -> ModelCard:
@@ -177,15 +215,7 @@ def _gguf_card(
     def key(name: str) -> Any:
         return meta.get(f"{arch}.{name}") if arch else None
 
-    dtypes: dict[str, int] = {}
-    params = 0
-    count = 0
-    for header in headers:
-        for t in header.tensors:
-            n = t.n_elements
-            params += n
-            count += 1
-            dtypes[t.type_name] = dtypes.get(t.type_name, 0) + n
+    params, count, dtypes = _tensor_totals(headers)
     ft = meta.get("general.file_type")
     file_type = FILE_TYPE_NAMES.get(ft) if isinstance(ft, int) else None
     if file_type is None:
@@ -201,26 +231,10 @@ def _gguf_card(
         key_dim = emb // heads
     value_dim = _as_int(key("attention.value_length")) or key_dim
     name = meta.get("general.name")
-    chat = any(
-        k == "tokenizer.chat_template" or k.startswith("tokenizer.chat_template.") for k in meta
-    )
-    sizes = tuple(s.size or 0 for s in found.sources)
-    total = sum(sizes)
-    memory = estimate(
-        total,
-        layers=kv_layers,
-        kv_heads=kv_heads,
-        key_dim=key_dim,
-        value_dim=value_dim,
-        model_context=ctx,
-        context=context,
-    )
+    files = _files(found)
     return ModelCard(
         ref=ref,
-        format="gguf",
-        files=tuple(s.name for s in found.sources),
-        file_sizes=sizes,
-        total_size_bytes=total,
+        **files,
         parameters=params,
         tensor_count=count,
         architecture=arch,
@@ -231,12 +245,19 @@ def _gguf_card(
         layers=layers,
         heads=heads,
         kv_heads=_as_int(kv_raw) if kv_raw is not None else heads,
-        chat_template=chat,
+        chat_template=any(
+            k == "tokenizer.chat_template" or k.startswith("tokenizer.chat_template.") for k in meta
+        ),
         dtypes=tuple(sorted(dtypes.items(), key=lambda kv: -kv[1])),
-        commit=found.commit,
-        local=found.local,
-        bytes_read=sum(s.bytes_read for s in found.sources),
-        memory=memory,
+        memory=estimate(
+            files["total_size_bytes"],
+            layers=kv_layers,
+            kv_heads=kv_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            model_context=ctx,
+            context=context,
+        ),
     )
 
 
@@ -276,22 +297,10 @@ async def _safetensors_card(
         tok = await read_json(found.tokenizer_config)
         chat = None if tok is None else bool(tok.get("chat_template"))
     side = [s for s in (found.config, found.tokenizer_config) if s is not None]
-    sizes = tuple(s.size or 0 for s in found.sources)
-    total = sum(sizes)
-    memory = estimate(
-        total,
-        layers=layers,
-        kv_heads=kv_heads,
-        key_dim=head_dim,
-        model_context=ctx,
-        context=context,
-    )
+    files = _files(found, *side)
     return ModelCard(
         ref=ref,
-        format="safetensors",
-        files=tuple(s.name for s in found.sources),
-        file_sizes=sizes,
-        total_size_bytes=total,
+        **files,
         parameters=sum(h.parameters for h in headers),
         tensor_count=sum(h.tensor_count for h in headers),
         architecture=arch,
@@ -303,10 +312,14 @@ async def _safetensors_card(
         kv_heads=kv_heads,
         chat_template=chat,
         dtypes=ordered,
-        commit=found.commit,
-        local=found.local,
-        bytes_read=sum(s.bytes_read for s in [*found.sources, *side]),
-        memory=memory,
+        memory=estimate(
+            files["total_size_bytes"],
+            layers=layers,
+            kv_heads=kv_heads,
+            key_dim=head_dim,
+            model_context=ctx,
+            context=context,
+        ),
     )
 
 
@@ -362,48 +375,32 @@ def _from_path(path: Path) -> _Found:
     return _local_found(path.parent, files, fmt, None)
 
 
-def _complete(fmt: Format, files: list[str]) -> bool:
-    """Every split part named by the parts' own names is in the list."""
-    if fmt != "gguf":
-        return True
-    _q, _part, count = split_quant_name(files[0].rsplit("/", 1)[-1])
-    return count is None or len(files) == count
-
-
 def _from_disk(ref: ModelRef, options: Options) -> _Found | None:
     """The reference's files when they are all on disk (cache or ``dir=``); no network."""
     assert ref.repo_id is not None
-    revision = options.revision or ref.revision
-    commit: str | None
-    if options.dir is not None:
-        local = LocalDirRepo(options.dir)
-        root, paths = options.dir, local.files_on_disk()
-        commit = None
-    else:
-        cache = CacheRepo(ref.repo_type, ref.repo_id)
-        commit = cache.cached_commit(revision)
-        if commit is None:
-            return None
-        root, paths = cache.snapshot_dir(commit), cache.snapshot_files(commit)
-    if not paths:
+    storage = storage_for(ref, options)
+    disk = storage.on_disk(options.revision or ref.revision)
+    if disk is None or not disk.files:
         return None
     try:
         fmt, files = select_weights(
-            paths, path=ref.path, is_dir=ref.is_dir, quant=ref.quant, repo=ref.repo_id
+            disk.files, path=ref.path, is_dir=ref.is_dir, quant=ref.quant, repo=ref.repo_id
         )
     except NotFoundError:
         return None
-    if not _complete(fmt, files) or not all((root / f).is_file() for f in files):
+    if fmt == "gguf" and not split_complete(files, files[0]):
+        return None  # every split part named by the parts' own names must be there
+    if not all((disk.root / f).is_file() for f in files):
         return None
-    if options.dir is not None:
-        meta = LocalDirRepo(options.dir).read_metadata(files[0])
+    commit = disk.commit
+    if commit is None:
+        meta = storage.recorded(files[0])
         commit = meta[0] if meta else None
-    return _local_found(root, files, fmt, commit)
+    return _local_found(disk.root, files, fmt, commit)
 
 
-async def _from_hub(session: HubSession, ref: ModelRef, options: Options) -> _Found:
-    api = session.api
-    commit = await api.commit(options.revision or ref.revision)
+async def _from_hub(repo: HubRepo) -> _Found:
+    api, ref, commit = repo.api, repo.ref, repo.commit
     folder: str | None = None
     if ref.path is not None:
         folder = ref.path.rstrip("/") if ref.is_dir else (ref.path.rpartition("/")[0] or None)
@@ -421,11 +418,11 @@ async def _from_hub(session: HubSession, ref: ModelRef, options: Options) -> _Fo
 
     def side_file(name: str) -> RemoteFile | None:
         entry = by_path.get(side + name)
-        return None if entry is None else session.file(commit, entry.path, entry.size)
+        return None if entry is None else RemoteFile.on_hub(api, commit, entry.path, entry.size)
 
     return _Found(
         fmt,
-        [session.file(commit, p, by_path[p].size) for p in files],
+        [RemoteFile.on_hub(api, commit, p, by_path[p].size) for p in files],
         commit=commit,
         config=side_file("config.json"),
         tokenizer_config=side_file("tokenizer_config.json"),
@@ -464,8 +461,9 @@ async def _inspect_async(text: str, options: Options, context: int | None) -> Mo
                 f"Offline, and {ref} is not fully on disk.",
                 hint="Download it once (nbmodels pull), or inspect it with the network on.",
             )
-    async with hub_session(ref, options, settings) as session:
-        return await _card(text, await _from_hub(session, session.ref, options), context)
+    async with open_session(options, settings) as session:
+        repo = await session.find(ref, options.revision or ref.revision)
+        return await _card(text, await _from_hub(repo), context)
 
 
 def inspect(

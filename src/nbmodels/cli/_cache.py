@@ -77,8 +77,8 @@ def build_ls(prog: str) -> Parser:
 def run_ls(ns: argparse.Namespace, io: Io) -> int:
     import nbmodels
 
+    from .._config import hf_cache_dir
     from ..cache._scan import local_entries, scan_cache
-    from ..hub._storage import hf_cache_dir
 
     needle = (ns.filter or "").lower()
 

@@ -62,7 +62,7 @@ sidecars (``mmproj-*``, ``*imatrix*``) that are not quants.
 
 from ._check import ACCEPTED_FORMS, REPO_URL_PREFIX, RepoType
 from ._model import ModelRef
-from ._names import is_sidecar, split_part, split_quant_name, split_siblings
+from ._names import is_sidecar, split_complete, split_part, split_quant_name, split_siblings
 from ._parse import parse_ref
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "RepoType",
     "is_sidecar",
     "parse_ref",
+    "split_complete",
     "split_part",
     "split_quant_name",
     "split_siblings",

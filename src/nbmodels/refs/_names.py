@@ -5,10 +5,10 @@ their parts) and sidecars (``mmproj-*``, ``*imatrix*``) that are not quants."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-__all__ = ["is_sidecar", "split_part", "split_quant_name", "split_siblings"]
+__all__ = ["is_sidecar", "split_complete", "split_part", "split_quant_name", "split_siblings"]
 
 #: The split suffix of a GGUF part: ``-00001-of-00003.gguf`` (HUB.md, GGUF naming).
 _SPLIT_RE: Final = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
@@ -94,3 +94,11 @@ def split_siblings(path: str, all_paths: Iterable[str]) -> list[str]:
     stem, _part, count = split
     pattern = re.compile(re.escape(stem) + r"-(\d{5})-of-" + f"{count:05d}" + r"\.gguf$", re.I)
     return sorted(p for p in all_paths if pattern.fullmatch(p))
+
+
+def split_complete(files: Sequence[str], named: str) -> bool:
+    """``files`` holds every part of the split GGUF ``named`` (one of its parts), counted from
+    the name's ``-of-NNNNN`` (not from what a listing happens to hold); True for a file that is
+    not split."""
+    _quant, _part, count = split_quant_name(named.rsplit("/", 1)[-1])
+    return count is None or len(files) == count
