@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
@@ -22,13 +21,6 @@ from nbmodels.testing import HubEmulator
 
 GGUF = "nbm-test/Tiny-GGUF"
 FOLDER = "models--nbm-test--Tiny-GGUF"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
 
 
 def cache() -> Path:

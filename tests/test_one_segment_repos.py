@@ -9,7 +9,6 @@ import string
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -184,16 +183,9 @@ def test_repositories_without_owner_round_trip(
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
-def ids(hub: HubEmulator) -> StandardRepos:
-    assert hub.standard is not None and hub.standard.legacy == LEGACY
-    return hub.standard
+def ids(ids: StandardRepos) -> StandardRepos:
+    assert ids.legacy == LEGACY
+    return ids
 
 
 def cache() -> Path:

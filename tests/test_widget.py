@@ -89,13 +89,6 @@ def real_cards(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
 def publisher() -> Iterator[_publisher.Publisher]:
     pub = _publisher.Publisher()
     yield pub
