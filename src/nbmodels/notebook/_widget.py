@@ -38,7 +38,7 @@ from ._publisher import INTERVAL, Publisher, get_publisher
 from ._state import card_state, job_state, one_line, plain_text
 
 if TYPE_CHECKING:
-    from ..cards._inspect import ModelCard
+    from ..cards import ModelCard
 
 __all__ = ["JobWidget", "PanelWidget", "card_wanted", "inspect_model"]
 
