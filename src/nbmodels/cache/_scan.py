@@ -33,7 +33,6 @@ from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_siblings
 __all__ = [
     "CachedFile",
     "CachedRepo",
-    "Download",
     "LocalEntry",
     "local_entries",
     "repo_name",
@@ -301,6 +300,21 @@ def _parse_cached(text: str, base: Path) -> ModelRef:
 # -- files outside the cache (dir= and URL downloads, from the job registry) ------------------
 
 
+class FinishedJob(Protocol):
+    """What :func:`local_entries` reads of a job (a :class:`nbmodels.Job` has it)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def options(self) -> Options: ...
+    @property
+    def paths(self) -> list[Path]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LocalEntry:
     """A file a finished job put outside the Hugging Face cache."""
@@ -316,26 +330,7 @@ class LocalEntry:
     job_id: str
 
 
-class Download(Protocol):
-    """What :func:`local_entries` reads of a job (a :class:`nbmodels.Job` has it)."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def ref(self) -> str: ...
-
-    @property
-    def options(self) -> Options: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def paths(self) -> list[Path]: ...
-
-
-def _local_entry(job: Download, path: Path) -> LocalEntry | None:
+def _local_entry(job: FinishedJob, path: Path) -> LocalEntry | None:
     try:
         st = path.stat()
     except OSError:
@@ -359,7 +354,7 @@ def _local_entry(job: Download, path: Path) -> LocalEntry | None:
     )
 
 
-def local_entries(jobs: Iterable[Download], cache_dir: Path | None = None) -> list[LocalEntry]:
+def local_entries(jobs: Iterable[FinishedJob], cache_dir: Path | None = None) -> list[LocalEntry]:
     """Files of finished jobs that exist outside the Hugging Face cache (newest job wins)."""
     cache = (cache_dir or hf_cache_dir()).resolve()
     seen: set[Path] = set()

@@ -24,7 +24,7 @@ from .._options import Options
 from .._progress import format_bytes
 from ..errors import NbmodelsError, NotFoundError, OfflineError
 from ..hub import HubRepo, open_session, storage_for
-from ..net._http import make_client
+from ..net import make_client
 from ..refs import ModelRef, parse_ref, split_complete, split_quant_name, split_siblings
 from ._gguf import FILE_TYPE_NAMES, GGUFArray, GGUFHeader
 from ._memory import MemoryEstimate, estimate

@@ -16,7 +16,7 @@ from .._config import Settings
 from .._redact import redact_url
 from ..errors import NetworkError
 from ..hub import HubApi
-from ..net._http import Credential, open_stream, with_retries
+from ..net import Credential, open_stream, with_retries
 
 __all__ = ["RemoteFile"]
 

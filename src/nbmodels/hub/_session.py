@@ -21,7 +21,7 @@ import httpx2
 
 from .._config import Settings
 from .._options import Options
-from ..net._http import Credential, make_client, origin_of
+from ..net import Credential, make_client, origin_of
 from ..refs import ModelRef
 from ._api import HubApi, RepoInfo, find_repo
 from ._storage import Storage, storage_for
