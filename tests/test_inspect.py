@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import nbmodels
+from nbmodels.cards import ModelCard, format_count
 from nbmodels.cards._gguf import GGUFFormatError, NeedMoreData, parse_gguf_header
-from nbmodels.cards._inspect import ModelCard, format_count
 from nbmodels.cards._memory import (
     Gpu,
     Machine,

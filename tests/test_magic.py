@@ -22,7 +22,7 @@ from traitlets.config import Config
 
 import nbmodels
 from nbmodels import _flags as _cliopts
-from nbmodels.cards._inspect import ModelCard
+from nbmodels.cards import ModelCard
 from nbmodels.engine import _engine
 from nbmodels.notebook import _magic
 from nbmodels.testing import HubEmulator

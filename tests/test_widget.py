@@ -398,7 +398,7 @@ def test_a_failed_inspection_leaves_no_card_and_says_nothing(
 def test_a_card_arriving_after_close_is_dropped(
     publisher: _publisher.Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbmodels.cards._inspect import ModelCard
+    from nbmodels.cards import ModelCard
 
     gate = threading.Event()
 
