@@ -27,7 +27,7 @@ from typing import Protocol
 from .._config import hf_cache_dir
 from .._options import Options
 from ..errors import NotFoundError, RefError
-from ..hub import LocalDirRepo, repo_folder, select_quant
+from ..hub import LocalDirRepo, folder_repo, repo_folder, select_quant
 from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_siblings
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
-_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = REPO_URL_PREFIX
 _DONE = ("completed", "already_downloaded")
 
@@ -102,14 +101,6 @@ class CachedRepo:
         return repo_name(self.repo_type, self.repo_id)
 
 
-def _parse_folder(name: str) -> tuple[str, str] | None:
-    """``models--org--name`` -> ("model", "org/name"); None for anything else."""
-    parts = name.split("--")
-    if len(parts) not in (2, 3) or parts[0] not in _TYPES or not all(parts[1:]):
-        return None
-    return _TYPES[parts[0]], "/".join(parts[1:])
-
-
 def _read_refs(root: Path) -> dict[str, str]:
     refs: dict[str, str] = {}
     base = root / "refs"
@@ -161,7 +152,7 @@ def _entry(
 
 def scan_repo(root: Path) -> CachedRepo | None:
     """One ``models--org--name`` folder; None when the name is not a cache repo folder."""
-    parsed = _parse_folder(root.name)
+    parsed = folder_repo(root.name)
     if parsed is None or root.is_symlink() or not root.is_dir():
         return None
     repo_type, repo_id = parsed

@@ -14,6 +14,7 @@ from ._storage import (
     OnDisk,
     Placement,
     Storage,
+    folder_repo,
     repo_folder,
     storage_for,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Want",
     "choose",
     "find_repo",
+    "folder_repo",
     "gated_error",
     "hf_endpoint",
     "hub_error",

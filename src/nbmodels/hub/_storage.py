@@ -38,7 +38,7 @@ from .._config import hf_cache_dir
 from .._options import Options
 from .._paths import UnsafePathError, contained, hidden_sibling, safe_commit, write_atomic
 from ..errors import NbmodelsError
-from ..refs import ModelRef
+from ..refs import REPO_URL_PREFIX, ModelRef
 
 __all__ = [
     "CACHEDIR_TAG_CONTENT",
@@ -47,11 +47,14 @@ __all__ = [
     "OnDisk",
     "Placement",
     "Storage",
+    "folder_repo",
     "repo_folder",
     "storage_for",
 ]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+#: ``models`` -> ``model``: the first word of a cache folder's name.
+_FOLDER_TYPES = {f"{kind}s": kind for kind in REPO_URL_PREFIX}
 
 #: The Cache Directory Tagging Standard file, byte for byte as huggingface_hub writes it.
 CACHEDIR_TAG_CONTENT = (
@@ -72,7 +75,17 @@ def _write_once(path: Path, text: str) -> None:
 
 
 def repo_folder(repo_type: str, repo_id: str) -> str:
+    """``("model", "org/name")`` -> ``models--org--name`` (``models--name`` without owner)."""
     return f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+def folder_repo(name: str) -> tuple[str, str] | None:
+    """The inverse of :func:`repo_folder`: ``models--org--name`` -> ``("model", "org/name")``;
+    None for any other name."""
+    parts = name.split("--")
+    if len(parts) not in (2, 3) or parts[0] not in _FOLDER_TYPES or not all(parts[1:]):
+        return None
+    return _FOLDER_TYPES[parts[0]], "/".join(parts[1:])
 
 
 @dataclass(frozen=True, slots=True)
