@@ -20,7 +20,7 @@ from .._aio import run_sync
 from .._config import Settings, env_flag
 from .._options import Options
 from ..errors import NbmodelsError, NotFoundError, OfflineError
-from ..hub import HubRepo, open_session, storage_for
+from ..hub import ResolvedRepo, open_session, storage_for
 from ..net import make_client
 from ..refs import ModelRef, parse_ref, split_complete, split_siblings
 from ._card import Found, ModelCard, build_card
@@ -105,7 +105,7 @@ def _from_disk(ref: ModelRef, options: Options) -> Found | None:
     return _local_found(disk.root, files, fmt, commit)
 
 
-async def _from_hub(repo: HubRepo) -> Found:
+async def _from_hub(repo: ResolvedRepo) -> Found:
     api, ref, commit = repo.api, repo.ref, repo.commit
     folder: str | None = None
     if ref.path is not None:

@@ -4,9 +4,9 @@ a reference means, and where its files live on disk (the cache, or a ``local_dir
 Other packages use what this module exports, never its private modules.
 """
 
-from ._api import LARGE_REPO, HubApi, HubEntry, RepoInfo, find_repo, gated_error, hub_error
+from ._api import HubApi, HubEntry, RepoInfo, gated_error
 from ._select import DEFAULT_QUANTS, Want, choose, select_quant
-from ._session import HubRepo, HubSession, hf_endpoint, hub_token, open_session
+from ._session import HubSession, ResolvedRepo, hf_endpoint, hub_token, open_session
 from ._storage import (
     CACHEDIR_TAG_CONTENT,
     CacheRepo,
@@ -22,24 +22,21 @@ from ._storage import (
 __all__ = [
     "CACHEDIR_TAG_CONTENT",
     "DEFAULT_QUANTS",
-    "LARGE_REPO",
     "CacheRepo",
     "HubApi",
     "HubEntry",
-    "HubRepo",
     "HubSession",
     "LocalDirRepo",
     "OnDisk",
     "Placement",
     "RepoInfo",
+    "ResolvedRepo",
     "Storage",
     "Want",
     "choose",
-    "find_repo",
     "folder_repo",
     "gated_error",
     "hf_endpoint",
-    "hub_error",
     "hub_token",
     "open_session",
     "repo_folder",

@@ -6,7 +6,7 @@
   endpoint's origin as a :class:`Credential` (docs/download-contract.md, rule 5);
 - one HTTP client (the caller's, or one the session opens and closes);
 - :meth:`HubSession.find`: which reading of a reference the Hub knows (one request each, the
-  owner/repo reading first), as a :class:`HubRepo`: its :class:`HubApi`, its
+  owner/repo reading first), as a :class:`ResolvedRepo`: its :class:`HubApi`, its
   :class:`RepoInfo` at the revision (commit, gated, file list) and its :class:`Storage`.
 """
 
@@ -26,7 +26,7 @@ from ..refs import ModelRef
 from ._api import HubApi, RepoInfo, find_repo
 from ._storage import Storage, storage_for
 
-__all__ = ["HubRepo", "HubSession", "hf_endpoint", "hub_token", "open_session"]
+__all__ = ["HubSession", "ResolvedRepo", "hf_endpoint", "hub_token", "open_session"]
 
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -48,7 +48,7 @@ def hub_token(options: Options) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class HubRepo:
+class ResolvedRepo:
     """A repository the Hub knows, at a revision: ``ref`` is the reading it knows."""
 
     ref: ModelRef
@@ -85,12 +85,12 @@ class HubSession:
             credential=self.credential,
         )
 
-    async def find(self, ref: ModelRef, revision: str | None) -> HubRepo:
+    async def find(self, ref: ModelRef, revision: str | None) -> ResolvedRepo:
         """The first reading of ``ref`` whose repository the Hub knows, at ``revision``
         (:func:`find_repo`: one request per reading tried; its answer is kept, so asking the
         commit again costs nothing)."""
         reading, api, info = await find_repo(ref.readings, revision, self.api)
-        return HubRepo(reading, api, info, storage_for(reading, self.options))
+        return ResolvedRepo(reading, api, info, storage_for(reading, self.options))
 
 
 @contextlib.asynccontextmanager

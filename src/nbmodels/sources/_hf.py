@@ -29,8 +29,8 @@ from .._options import Options
 from ..errors import NetworkError, NotFoundError, OfflineError, Option
 from ..hub import (
     HubEntry,
-    HubRepo,
     Placement,
+    ResolvedRepo,
     Want,
     choose,
     gated_error,
@@ -105,7 +105,7 @@ async def _from_disk(
     return None
 
 
-async def _plan_online(repo: HubRepo, options: Options, revision: str | None) -> Plan:
+async def _plan_online(repo: ResolvedRepo, options: Options, revision: str | None) -> Plan:
     commit, storage = repo.commit, repo.storage
     want, by_path = await _listing(repo, options)
     checked = None
@@ -130,7 +130,7 @@ async def _plan_online(repo: HubRepo, options: Options, revision: str | None) ->
     )
 
 
-async def _listing(repo: HubRepo, options: Options) -> tuple[Want, dict[str, HubEntry]]:
+async def _listing(repo: ResolvedRepo, options: Options) -> tuple[Want, dict[str, HubEntry]]:
     """Which files ``repo.ref`` means, with their sizes and digests.
 
     With the Hub's file list (``info.files``) the choice is made before another request, so a
@@ -172,7 +172,7 @@ def _folder(ref: ModelRef) -> str | None:
     return ref.path.rsplit("/", 1)[0] if "/" in ref.path else None
 
 
-def _refuse_gated(repo: HubRepo, want: Want) -> None:
+def _refuse_gated(repo: ResolvedRepo, want: Want) -> None:
     """A gated repository and no token: nothing can be downloaded, so say where to accept
     its terms now, unless every file is already in place for this commit."""
     if not repo.info.gated or repo.api.token_sent:
@@ -183,7 +183,7 @@ def _refuse_gated(repo: HubRepo, want: Want) -> None:
 
 
 def _plan_file(
-    repo: HubRepo, entry: HubEntry, options: Options, expected: str | None
+    repo: ResolvedRepo, entry: HubEntry, options: Options, expected: str | None
 ) -> PlannedFile:
     """One file: present already, or a FileSpec with its digests (runs on a worker thread).
 
@@ -214,7 +214,9 @@ def _plan_file(
     )
 
 
-def _file_spec(repo: HubRepo, entry: HubEntry, place: Placement, expected: str | None) -> FileSpec:
+def _file_spec(
+    repo: ResolvedRepo, entry: HubEntry, place: Placement, expected: str | None
+) -> FileSpec:
     """The transfer of one Hub file into ``place``: verified by its LFS sha256 (or the user's
     for a small git file) and its git blob SHA-1; the token only for the Hub's own origin."""
     return FileSpec(
