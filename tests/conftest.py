@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated NBMODELS_HOME and engine per test, and the fault server."""
+"""Shared fixtures: an isolated NBMODELS_HOME and engine per test, the local Hub, and the fault
+server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from nbmodels._config import Settings
 from nbmodels.engine import _engine
+from nbmodels.testing import HubEmulator, StandardRepos
 from tests.faultserver import FaultServer
 
 #: Short waits so failure paths finish quickly; nothing here makes a test depend on speed.
@@ -56,6 +58,21 @@ def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
     finally:
         eng.close()
         _engine.set_engine(previous)
+
+
+@pytest.fixture
+def hub(hf_hub: HubEmulator, monkeypatch: pytest.MonkeyPatch) -> HubEmulator:
+    """The shipped ``hf_hub`` emulator (the standard repos; an error inside it fails the test)
+    with ``HF_ENDPOINT`` pointing at it; the cache is the test's own ``HF_HOME``."""
+    monkeypatch.setenv("HF_ENDPOINT", hf_hub.endpoint)
+    return hf_hub
+
+
+@pytest.fixture
+def ids(hub: HubEmulator) -> StandardRepos:
+    """The ids and tokens of the standard repos of ``hub``."""
+    assert hub.standard is not None
+    return hub.standard
 
 
 @pytest.fixture

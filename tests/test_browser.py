@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
-from nbmodels.cards._inspect import ModelCard
+from nbmodels.cards import ModelCard
 from nbmodels.cards._memory import Machine, estimate
 from nbmodels.notebook._state import card_state, job_state
 

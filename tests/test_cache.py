@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import filelock
@@ -18,17 +17,11 @@ from nbmodels.cache._verify import hash_file, hub_expectations, verify, verify_o
 from nbmodels.cli._manifest import load_manifest
 from nbmodels.engine import _engine
 from nbmodels.errors import NbmodelsError, NotFoundError
+from nbmodels.hub import folder_repo, repo_folder
 from nbmodels.testing import HubEmulator
 
 GGUF = "nbm-test/Tiny-GGUF"
 FOLDER = "models--nbm-test--Tiny-GGUF"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
 
 
 def cache() -> Path:
@@ -54,6 +47,17 @@ def two_revisions(engine: _engine.Engine, hub: HubEmulator) -> tuple[Path, Path]
 
 
 # -- scanning -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("repo_type", "repo_id"),
+    [("model", "org/name"), ("model", "gpt2"), ("dataset", "o/r.v2"), ("space", "a-b/c_d")],
+)
+def test_a_cache_folder_name_reads_back_as_its_repository(repo_type: str, repo_id: str) -> None:
+    """One naming rule, both ways (the scan reads what downloads write)."""
+    assert folder_repo(repo_folder(repo_type, repo_id)) == (repo_type, repo_id)
+    for other in ("model--a--b", "models--a--b--c", "models--", "kernels--a--b", ".locks"):
+        assert folder_repo(other) is None
 
 
 def test_scan_lists_entries_with_their_refs_blob_and_size(

@@ -40,11 +40,9 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        emulator.add_gguf_repo(BIG, quants=("Q4_K_M",), size=16 * MIB, sidecars=())
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
+def hub(hub: HubEmulator) -> HubEmulator:
+    hub.add_gguf_repo(BIG, quants=("Q4_K_M",), size=16 * MIB, sidecars=())
+    return hub
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -7,29 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import nbmodels
 from nbmodels.engine import _engine
-from nbmodels.sources._hf import select_quant, split_siblings
+from nbmodels.hub import select_quant
+from nbmodels.refs import split_siblings
 from nbmodels.testing import Fault, HubEmulator, StandardRepos
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
-def ids(hub: HubEmulator) -> StandardRepos:
-    return hub.standard
 
 
 def cache() -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,21 +12,8 @@ import pytest
 
 import nbmodels
 from nbmodels.engine import _engine
-from nbmodels.hub._storage import CACHEDIR_TAG_CONTENT
+from nbmodels.hub import CACHEDIR_TAG_CONTENT
 from nbmodels.testing import HubEmulator, StandardRepos
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
-def ids(hub: HubEmulator) -> StandardRepos:
-    assert hub.standard is not None
-    return hub.standard
 
 
 def _git(cwd: Path, *args: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 import pytest
 
 import nbmodels
+from nbmodels.cards import ModelCard, format_count
 from nbmodels.cards._gguf import GGUFFormatError, NeedMoreData, parse_gguf_header
-from nbmodels.cards._inspect import ModelCard, format_count
 from nbmodels.cards._memory import (
     Gpu,
     Machine,
@@ -39,13 +38,6 @@ def reference() -> Any:
 GGUF = "nbm-test/Tiny-GGUF"
 WRITER_REPO = "nbm-test/Writer-GGUF"
 TOKENS = 20_000  # a vocabulary whose header (~360 kB) is larger than the first read
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
 
 
 def write_gguf(path: Path, *, split_max_tensors: int = 0) -> list[Path]:

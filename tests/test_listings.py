@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -141,13 +140,6 @@ def test_model_panel_in_terminal_ipython_lists_the_newest_ten(
 
 
 # -- one label for a job, everywhere ------------------------------------------------------------
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
 
 
 def test_a_job_has_one_label_whatever_its_state_and_front_end(

@@ -22,7 +22,7 @@ from traitlets.config import Config
 
 import nbmodels
 from nbmodels import _flags as _cliopts
-from nbmodels.cards._inspect import ModelCard
+from nbmodels.cards import ModelCard
 from nbmodels.engine import _engine
 from nbmodels.notebook import _magic
 from nbmodels.testing import HubEmulator
@@ -362,11 +362,9 @@ DETAILS = (
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        emulator.add_gguf_repo(BIG, quants=("Q4_K_M",), size=BIG_SIZE, sidecars=())
-        yield emulator
+def hub(hub: HubEmulator) -> HubEmulator:
+    hub.add_gguf_repo(BIG, quants=("Q4_K_M",), size=BIG_SIZE, sidecars=())
+    return hub
 
 
 def test_inspect_prints_the_card_and_returns_it_without_downloading(

@@ -9,7 +9,6 @@ import string
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nbmodels
-from nbmodels._refs import ModelRef, parse_ref
 from nbmodels.engine import _engine
 from nbmodels.errors import RefError, RepoNotFoundError
+from nbmodels.refs import ModelRef, parse_ref
 from nbmodels.testing import HubEmulator, StandardRepos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,16 +183,9 @@ def test_repositories_without_owner_round_trip(
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
-def ids(hub: HubEmulator) -> StandardRepos:
-    assert hub.standard is not None and hub.standard.legacy == LEGACY
-    return hub.standard
+def ids(ids: StandardRepos) -> StandardRepos:
+    assert ids.legacy == LEGACY
+    return ids
 
 
 def cache() -> Path:
@@ -328,14 +320,16 @@ def test_remote_sessions_pick_the_reading_the_hub_knows(
 ) -> None:
     """``inspect`` and ``verify`` open their Hub session here: one request decides, and the
     chosen reading's repository info is not asked for twice."""
+    from nbmodels._aio import run_sync
     from nbmodels._config import Settings
     from nbmodels._options import Options
-    from nbmodels.cards._remote import hub_session, run_sync
+    from nbmodels.hub import open_session
 
     async def probe() -> tuple[ModelRef, str]:
         ref = parse_ref(f"hf:{LEGACY}/config.json")
-        async with hub_session(ref, Options(), Settings.from_env()) as session:
-            return session.ref, await session.api.commit(None)
+        async with open_session(Options(), Settings.from_env()) as session:
+            repo = await session.find(ref, None)
+            return repo.ref, await repo.api.commit(None)
 
     chosen, commit = run_sync(probe)
     assert chosen == hf(LEGACY, path="config.json") and commit == hub.repo(LEGACY).sha

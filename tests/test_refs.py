@@ -1,4 +1,4 @@
-"""Tests for the reference parser (nbmodels._refs): every accepted form, every error, properties."""
+"""Tests for the reference parser (nbmodels.refs): every accepted form, every error, properties."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nbmodels._refs import ACCEPTED_FORMS, ModelRef, is_sidecar, parse_ref, split_quant_name
+from nbmodels._redact import redact_reference, redact_text
 from nbmodels.errors import NbmodelsError, RefError
+from nbmodels.refs import ACCEPTED_FORMS, ModelRef, is_sidecar, parse_ref, split_quant_name
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -359,6 +360,28 @@ def test_error_message_hides_secrets_and_truncates() -> None:
     with pytest.raises(RefError) as info:
         parse_ref("owner/" + "x" * 10_000)
     assert len(info.value.fact) < 500
+
+
+def test_one_redactor_for_free_text_and_quoted_references() -> None:
+    """Free text (error bodies, exception messages) and a quoted reference lose the same
+    secrets: URL userinfo, queries and fragments, Hugging Face tokens long and short (also
+    followed by "_"), Authorization values and signed parameters (issue 13: one redactor,
+    the union of the two rules there were)."""
+    long_token = "hf_" + "A1b2C3d4E5" * 4
+    short_token = "hf_AbCdEfGh12345"
+    text = (
+        "GET https://user:pw0rd@cdn.example/x.gguf?X-Amz-Signature=s3cr3t#frag failed; "
+        f"Authorization: Bearer abc.def-123, {long_token}_tail, {short_token}, sig=sigvalue"
+    )
+    for shown in (redact_text(text), redact_reference(text)):
+        for secret in ("pw0rd", "s3cr3t", "frag", long_token, short_token, "abc.def", "sigvalue"):
+            assert secret not in shown, (secret, shown)
+    assert "GET https://cdn.example/x.gguf?… failed" in redact_text(text)
+    assert redact_text("hf://datasets/o/r@main/a#b.txt") == "hf://datasets/o/r@main/a#b.txt"
+    for typed in (f"owner/repo file Bearer {short_token}", f"o/r a {short_token}_x"):
+        with pytest.raises(RefError) as info:
+            parse_ref(typed)
+        assert short_token not in str(info.value)
 
 
 def test_non_string_input() -> None:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from nbmodels._options import OPTION_NAMES
-from nbmodels._refs import parse_ref
 from nbmodels.errors import RefError
+from nbmodels.refs import parse_ref
 from nbmodels.testing import GeneratedFile, HubEmulator, ServiceRepos, service_repos
 from nbmodels.testing import standard_repos as add_standard_repos
 from tests.conftest import payload

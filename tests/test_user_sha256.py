@@ -22,19 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WRONG = "1" * 64
 
 
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
-def ids(hub: HubEmulator) -> StandardRepos:
-    assert hub.standard is not None
-    return hub.standard
-
-
 def sha(hub: HubEmulator, repo: str, path: str) -> str:
     return hashlib.sha256(hub.repo(repo).file(path).read()).hexdigest()
 

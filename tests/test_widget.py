@@ -89,13 +89,6 @@ def real_cards(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEmulator]:
-    with HubEmulator.with_standard_repos() as emulator:
-        monkeypatch.setenv("HF_ENDPOINT", emulator.endpoint)
-        yield emulator
-
-
-@pytest.fixture
 def publisher() -> Iterator[_publisher.Publisher]:
     pub = _publisher.Publisher()
     yield pub
@@ -405,7 +398,7 @@ def test_a_failed_inspection_leaves_no_card_and_says_nothing(
 def test_a_card_arriving_after_close_is_dropped(
     publisher: _publisher.Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbmodels.cards._inspect import ModelCard
+    from nbmodels.cards import ModelCard
 
     gate = threading.Event()
 

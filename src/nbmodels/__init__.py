@@ -40,7 +40,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .cards._inspect import ModelCard
+    from .cards import ModelCard
 
 __version__ = "0.1.0"
 
@@ -126,7 +126,7 @@ def inspect(
     Q4_K_M · ctx 2048 · 668.0 MB · fits (needs ~0.9 GB of 23 GB)``; ``card.to_dict()`` is the
     JSON of ``nbmodels inspect --json``. Raises the usual ``NbmodelsError`` subclasses.
     """
-    from .cards._inspect import inspect as _inspect
+    from .cards import inspect as _inspect
 
     return _inspect(ref, context=context, **options)
 

@@ -1,14 +1,16 @@
-"""Small asyncio helpers shared by the engine and the transfer."""
+"""Small asyncio helpers shared by the engine, the transfer and the synchronous front doors
+(``inspect``, ``verify``)."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["pick_error", "run_blocking"]
+__all__ = ["pick_error", "run_blocking", "run_sync"]
 
 T = TypeVar("T")
 
@@ -75,3 +77,10 @@ async def run_blocking(fn: Callable[[], T], abort: Callable[[], None], name: str
         if not done.cancelled():
             done.exception()  # retrieved: the cancellation is what gets reported
         raise
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``factory()`` to completion on a fresh event loop in a worker thread and return its
+    result (works whether or not the calling thread runs a loop, e.g. in a notebook)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbmodels-remote") as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()

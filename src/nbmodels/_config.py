@@ -1,4 +1,5 @@
-"""Where nbmodels keeps its own things, and the tunables of the network layer.
+"""Where nbmodels keeps its own things, where the Hugging Face cache is, and the tunables of the
+network layer.
 
 Everything is read at call time (not import time) so tests and notebooks can change the
 environment while a process runs.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["Settings", "env_flag", "nbmodels_home"]
+__all__ = ["Settings", "env_flag", "hf_cache_dir", "nbmodels_home"]
 
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -28,6 +29,18 @@ def nbmodels_home() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_cache_dir("nbmodels", appauthor=False))
+
+
+def hf_cache_dir() -> Path:
+    """huggingface_hub's cache directory: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
+    ``$XDG_CACHE_HOME/huggingface/hub`` (``~/.cache/huggingface/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
 
 
 @dataclass(frozen=True, slots=True)

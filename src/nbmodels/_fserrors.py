@@ -12,6 +12,7 @@ import errno
 import os
 from pathlib import Path
 
+from ._config import hf_cache_dir, nbmodels_home
 from .errors import NbmodelsError, Option
 
 __all__ = ["describe_os_error", "fs_error"]
@@ -69,9 +70,6 @@ def _under(path: Path, root: Path) -> bool:
 
 def _hint(path: Path | None, exc: OSError) -> tuple[str | Option, ...]:
     """The next step: which setting chose this place, and the option that chooses another."""
-    from ._config import nbmodels_home
-    from .hub._storage import hf_cache_dir
-
     if exc.errno in _NO_SPACE:
         return ("Free up space, or choose a directory on another disk with ", Option("dir"), ".")
     writable = "a directory you can write to"

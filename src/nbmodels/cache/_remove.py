@@ -18,7 +18,7 @@ from pathlib import Path
 
 import filelock
 
-from ..hub._storage import hf_cache_dir
+from .._config import hf_cache_dir
 from ._scan import CachedFile, CachedRepo, resolve_cached
 
 __all__ = ["Removal", "remove"]

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .._config import hf_cache_dir
 from .._options import Options
 from .._progress import Status
-from .._refs import REPO_URL_PREFIX, ModelRef, parse_ref
 from ..errors import NotFoundError, RefError
-from ..hub._storage import LocalDirRepo, hf_cache_dir, repo_folder
-from ..sources._hf import select_quant, split_siblings
+from ..hub import LocalDirRepo, folder_repo, repo_folder, select_quant
+from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_siblings
 
 __all__ = [
     "CachedFile",
@@ -44,7 +44,6 @@ __all__ = [
 ]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
-_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = REPO_URL_PREFIX
 
 
@@ -102,14 +101,6 @@ class CachedRepo:
         return repo_name(self.repo_type, self.repo_id)
 
 
-def _parse_folder(name: str) -> tuple[str, str] | None:
-    """``models--org--name`` -> ("model", "org/name"); None for anything else."""
-    parts = name.split("--")
-    if len(parts) not in (2, 3) or parts[0] not in _TYPES or not all(parts[1:]):
-        return None
-    return _TYPES[parts[0]], "/".join(parts[1:])
-
-
 def _read_refs(root: Path) -> dict[str, str]:
     refs: dict[str, str] = {}
     base = root / "refs"
@@ -161,7 +152,7 @@ def _entry(
 
 def scan_repo(root: Path) -> CachedRepo | None:
     """One ``models--org--name`` folder; None when the name is not a cache repo folder."""
-    parsed = _parse_folder(root.name)
+    parsed = folder_repo(root.name)
     if parsed is None or root.is_symlink() or not root.is_dir():
         return None
     repo_type, repo_id = parsed
@@ -346,7 +337,7 @@ def _local_entry(job: FinishedJob, path: Path) -> LocalEntry | None:
         repo, repo_type = ref.repo_url_path, ref.repo_type
         if directory is not None and path.is_relative_to(directory):
             file = path.relative_to(directory).as_posix()
-            meta = LocalDirRepo(directory).read_metadata(file)
+            meta = LocalDirRepo(directory).recorded(file)
             commit = meta[0] if meta else None
     revision = job.options.revision or (ref.revision if ref is not None else None)
     return LocalEntry(

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .._aio import run_sync
 from .._config import Settings
 from .._options import Options
-from .._refs import ModelRef
-from ..cards._remote import hub_session, run_sync
-from ..hub._api import HubEntry
+from ..hub import HubEntry, open_session
+from ..refs import ModelRef
 from ._scan import CachedFile
 
 __all__ = ["Check", "Expected", "hash_file", "hub_expectations", "verify", "verify_offline"]
@@ -151,17 +151,19 @@ def _expected(entry: HubEntry) -> Expected:
 def hub_expectations(
     ref: ModelRef, options: Options, files: Iterable[CachedFile]
 ) -> dict[tuple[str, str], Expected | None]:
-    """The Hub's digests for these files at their snapshots' commits (paths-info)."""
+    """The Hub's digests for these files at their snapshots' commits (paths-info), from the
+    repository of ``ref``: the reading the cache chose (no request decides between readings)."""
     wanted: dict[str, list[str]] = {}
     for f in files:
         wanted.setdefault(f.commit, []).append(f.file)
 
     async def fetch() -> dict[tuple[str, str], Expected | None]:
         out: dict[tuple[str, str], Expected | None] = {}
-        async with hub_session(ref, options, Settings.from_env()) as session:
+        async with open_session(options, Settings.from_env()) as session:
+            api = session.api(ref)
             for commit, paths in wanted.items():
                 for i in range(0, len(paths), _BATCH):
-                    for entry in await session.api.paths_info(commit, paths[i : i + _BATCH]):
+                    for entry in await api.paths_info(commit, paths[i : i + _BATCH]):
                         out[(commit, entry.path)] = _expected(entry)
         return out
 

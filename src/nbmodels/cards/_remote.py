@@ -1,58 +1,27 @@
-"""Small remote reads for inspection and verification: byte ranges of a file and Hub listings,
-over the transfer layer's HTTP stack (``make_client``, ``open_stream`` with its origin-bound
-:class:`~nbmodels.transfer.Credential`, redirect cap and status mapping; :class:`HubApi`).
+"""Small remote reads for inspection: byte ranges of a file, over the HTTP stack of downloads
+(``open_stream`` with its origin-bound credential, redirect cap and status mapping).
 
-These calls run on a private event loop in a worker thread (:func:`run_sync`), never on the
-caller's loop — a notebook kernel's loop stays free, as with downloads.
+These calls run on a private event loop in a worker thread (:func:`nbmodels._aio.run_sync`),
+never on the caller's loop — a notebook kernel's loop stays free, as with downloads.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import quote
+from collections.abc import Callable
 
 import httpx2
 
 from .._config import Settings
-from .._options import Options
 from .._redact import redact_url
-from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import NetworkError
-from ..hub._api import HubApi, find_repo
-from ..net._http import open_stream, with_retries
-from ..sources._hf import hf_endpoint
-from ..transfer import Credential, make_client, origin_of
+from ..hub import HubApi
+from ..net import Credential, open_stream, with_retries
 
-__all__ = ["HubSession", "RemoteFile", "hub_session", "run_sync", "token_for"]
+__all__ = ["RemoteFile"]
 
-T = TypeVar("T")
-_TYPE_PREFIX = REPO_URL_PREFIX
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 CHUNK = 64 * 1024
-
-
-def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``factory()`` to completion on a fresh event loop in a worker thread and return its
-    result (works whether or not the calling thread runs a loop, e.g. in a notebook)."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbmodels-remote") as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()
-
-
-def token_for(options: Options) -> str | None:
-    """The Hub token to send: ``token=`` (False: none), else HF_TOKEN or the saved login."""
-    if options.token is False:
-        return None
-    if isinstance(options.token, str):
-        return options.token
-    from huggingface_hub import get_token  # the standard lookup: HF_TOKEN, login file, Colab
-
-    return get_token()
 
 
 class RemoteFile:
@@ -82,6 +51,20 @@ class RemoteFile:
         self.credential = credential
         self.on_error = on_error
         self.bytes_read = 0
+
+    @classmethod
+    def on_hub(cls, api: HubApi, commit: str, path: str, size: int | None) -> RemoteFile:
+        """A repository file at ``commit`` (its ``resolve`` URL; LFS files redirect to a CDN
+        that never receives the token; the Hub's error answers get the Hub's messages)."""
+        return cls(
+            api.client,
+            api.settings,
+            api.file_url(commit, path),
+            name=path,
+            size=size,
+            credential=api.credential,
+            on_error=api.file_errors(commit, path),
+        )
 
     async def read(self, start: int, length: int) -> bytes:
         """Bytes ``[start, start + length)`` (fewer at the end of the file), with retries."""
@@ -141,76 +124,3 @@ class RemoteFile:
                 if len(out) >= length:
                     break
             return bytes(out[:length])
-
-
-@dataclass(slots=True)
-class HubSession:
-    """A Hub API for one repository, and the way to open its files by range."""
-
-    api: HubApi
-    client: httpx2.AsyncClient
-    settings: Settings
-    endpoint: str
-    ref: ModelRef
-
-    def file(self, commit: str, path: str, size: int | None) -> RemoteFile:
-        """A repository file at ``commit`` (``resolve`` URL; LFS files redirect to a CDN that
-        never receives the token)."""
-        url = (
-            f"{self.endpoint}/{_TYPE_PREFIX[self.ref.repo_type]}{self.ref.repo_id}/resolve/"
-            f"{commit}/{quote(path)}"
-        )
-        api = self.api
-
-        def on_error(response: httpx2.Response) -> Exception | None:
-            if origin_of(str(response.request.url)) != origin_of(api.endpoint):
-                return None
-            return api.error_for(response, revision=commit, path=path)
-
-        return RemoteFile(
-            self.client,
-            self.settings,
-            url,
-            name=path,
-            size=size,
-            credential=api.credential,
-            on_error=on_error,
-        )
-
-
-@contextlib.asynccontextmanager
-async def hub_session(
-    ref: ModelRef, options: Options, settings: Settings
-) -> AsyncIterator[HubSession]:
-    """An HTTP client and a :class:`HubApi` for ``ref``'s repository (closed on exit).
-
-    When the text has two readings (``hf:gpt2/config.json``) the Hub is asked which
-    repository exists first (:func:`find_repo`); ``session.ref`` is the reading it knows, and
-    its ``api.info`` is answered from that request.
-    """
-    assert ref.repo_id is not None
-    endpoint = hf_endpoint()
-    token = token_for(options)
-    credential = Credential(token, origin_of(endpoint)) if token else None
-    client = make_client(settings)
-
-    def make_api(reading: ModelRef) -> HubApi:
-        assert reading.repo_id is not None
-        return HubApi(
-            client,
-            settings,
-            endpoint=endpoint,
-            repo_type=reading.repo_type,
-            repo_id=reading.repo_id,
-            credential=credential,
-        )
-
-    try:
-        api = make_api(ref)
-        if ref.alternative is not None:
-            ref, api, _info = await find_repo(
-                ref.readings, options.revision or ref.revision, make_api
-            )
-        yield HubSession(api, client, settings, endpoint, ref)
-    finally:
-        await client.aclose()

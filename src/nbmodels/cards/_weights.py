@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .._progress import format_bytes
-from .._refs import is_sidecar
 from ..errors import NbmodelsError, NotFoundError, Option
-from ..sources._hf import select_quant, split_siblings
+from ..hub import select_quant
+from ..refs import is_sidecar, split_siblings
 from ._gguf import GGUFFormatError, GGUFHeader, NeedMoreData, parse_gguf_header
 from ._safetensors import (
     SafetensorsFormatError,

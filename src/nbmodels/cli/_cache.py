@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._progress import format_bytes
-from .._refs import split_quant_name
-from ..cache._scan import CachedFile, LocalEntry
+from ..cache import CachedFile, LocalEntry
+from ..refs import split_quant_name
 from ._main import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
 
 __all__ = ["build_ls", "build_rm", "build_verify", "run_ls", "run_rm", "run_verify"]
@@ -77,8 +77,8 @@ def build_ls(prog: str) -> Parser:
 def run_ls(ns: argparse.Namespace, io: Io) -> int:
     import nbmodels
 
-    from ..cache._scan import local_entries, scan_cache
-    from ..hub._storage import hf_cache_dir
+    from .._config import hf_cache_dir
+    from ..cache import local_entries, scan_cache
 
     needle = (ns.filter or "").lower()
 
@@ -152,7 +152,7 @@ def build_rm(prog: str) -> Parser:
 
 
 def run_rm(ns: argparse.Namespace, io: Io) -> int:
-    from ..cache._remove import remove
+    from ..cache import remove
 
     done = remove(ns.ref, revision=ns.revision, dry_run=ns.dry_run)
     if ns.json:
@@ -217,8 +217,7 @@ _LABEL = {"ok": "OK", "corrupt": "CORRUPT", "unverifiable": "UNKNOWN"}
 def run_verify(ns: argparse.Namespace, io: Io) -> int:
     from .._config import env_flag
     from .._options import Options
-    from ..cache._scan import resolve_cached, scan_cache
-    from ..cache._verify import Check, hub_expectations, verify, verify_offline
+    from ..cache import Check, hub_expectations, resolve_cached, scan_cache, verify, verify_offline
 
     offline = bool(ns.offline) or env_flag("HF_HUB_OFFLINE")
     if ns.ref is None:

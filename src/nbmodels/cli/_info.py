@@ -116,8 +116,7 @@ def _count(n: int | None) -> str:
 
 
 def run_inspect(ns: argparse.Namespace, io: Io) -> int:
-    from ..cards._inspect import format_count, inspect
-    from ..cards._memory import format_gb
+    from ..cards import format_count, format_gb, inspect
 
     options = {k: getattr(ns, k) for k in ("revision", "dir") if getattr(ns, k) is not None}
     if ns.offline:

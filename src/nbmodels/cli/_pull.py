@@ -10,9 +10,9 @@ from typing import Any
 from .._flags import add_download_arguments, add_frontend_arguments, group_refs
 from .._flags import options_from_namespace as cli_options
 from .._options import Options, OptionValueError
-from .._refs import ACCEPTED_FORMS, parse_ref
 from ..engine import Job, shutdown
 from ..errors import NbmodelsError, RefError
+from ..refs import ACCEPTED_FORMS, parse_ref
 from ._main import Io, Parser, new_parser
 from ._manifest import load_manifest
 from ._progress import View, make_view

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from .._options import Options, OptionValueError
 from .._redact import redact_url
-from .._refs import ModelRef, parse_ref
 from ..errors import RefError
+from ..refs import ModelRef, parse_ref
 
 __all__ = ["Submission"]
 

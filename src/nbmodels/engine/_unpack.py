@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from .._aio import run_blocking
+from .._config import hf_cache_dir
 from .._options import Options
 from .._progress import Status
 from ..archives import (
@@ -28,7 +29,6 @@ from ..archives import (
     not_an_archive,
 )
 from ..errors import ArchiveError
-from ..hub._storage import hf_cache_dir
 from ..sources import Plan, PlannedFile
 from ._run import FileRun, JobRun
 

@@ -25,15 +25,15 @@ import httpx2
 from .._config import Settings
 from .._paths import UnsafePathError, safe_commit, safe_relpath
 from .._redact import redact_text, redact_url
-from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
-from ..net._http import (
+from ..net import (
     Credential,
     RetryableError,
     origin_of,
     parse_retry_after,
     with_retries,
 )
+from ..refs import REPO_URL_PREFIX, ModelRef
 
 __all__ = [
     "LARGE_REPO",
@@ -197,6 +197,25 @@ class HubApi:
             and bool(self.credential.headers_for(str(response.request.url))),
             **ctx,
         )
+
+    def file_url(self, commit: str, path: str) -> str:
+        """The ``resolve`` URL of a file at a commit (LFS files redirect to a CDN, which never
+        receives the credential)."""
+        return f"{self.endpoint}/{_TYPE_PREFIX[self.repo_type]}{self.repo_id}/resolve/{commit}/" + (
+            quote(path)
+        )
+
+    def file_errors(self, commit: str, path: str) -> Callable[[httpx2.Response], Exception | None]:
+        """How to read an error answer for that file: the Hub's own answers (gated, missing,
+        rate limited) get the Hub's messages; a CDN's are left to the HTTP layer (None)."""
+        endpoint = origin_of(self.endpoint)
+
+        def on_error(response: httpx2.Response) -> Exception | None:
+            if origin_of(str(response.request.url)) != endpoint:
+                return None
+            return self.error_for(response, revision=commit, path=path)
+
+        return on_error
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[Any, httpx2.Response]:
         """One JSON request with retries on transient failures; redirects are not followed."""

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .._options import Options
-from .._refs import ModelRef, is_sidecar, split_quant_name
 from ..errors import NotFoundError
+from ..refs import ModelRef, is_sidecar, split_part, split_quant_name, split_siblings
 
-__all__ = ["DEFAULT_QUANTS", "Want", "choose", "select_quant", "split_siblings"]
+__all__ = ["DEFAULT_QUANTS", "Want", "choose", "select_quant"]
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q8_0")
 _NEAR = 10
@@ -84,38 +83,17 @@ def select_quant(paths: list[str], quant: str | None, repo: str) -> list[str]:
     return next(iter(groups.values()))
 
 
-_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
-
-
-def _split_stem(path: str) -> tuple[str, int, int] | None:
-    """("dir/Model-Q8_0", part, count) for a split GGUF part, else None."""
-    m = _SPLIT.search(path)
-    if m is None:
-        return None
-    return path[: m.start()], int(m.group(1)), int(m.group(2))
-
-
 def _split_groups(files: list[str]) -> dict[str, list[str]]:
     """Group split parts of one model (same stem and count); parts sorted, part 1 first."""
     groups: dict[str, list[tuple[int, str]]] = {}
     for f in files:
-        split = _split_stem(f)
+        split = split_part(f)
         if split is not None:
             stem, part, count = split
             groups.setdefault(f"{stem}|{count}", []).append((part, f))
         else:
             groups.setdefault(f, []).append((1, f))
     return {k: [f for _n, f in sorted(v)] for k, v in groups.items()}
-
-
-def split_siblings(path: str, all_paths: Iterable[str]) -> list[str]:
-    """For a part of a split GGUF, every part (sorted, part 1 first); otherwise ``[path]``."""
-    split = _split_stem(path)
-    if split is None:
-        return [path]
-    stem, _part, count = split
-    pattern = re.compile(re.escape(stem) + r"-(\d{5})-of-" + f"{count:05d}" + r"\.gguf$", re.I)
-    return sorted(p for p in all_paths if pattern.fullmatch(p))
 
 
 def _filter(paths: list[str], include: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:

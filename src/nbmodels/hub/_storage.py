@@ -32,13 +32,29 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from .._config import hf_cache_dir
+from .._options import Options
 from .._paths import UnsafePathError, contained, hidden_sibling, safe_commit, write_atomic
 from ..errors import NbmodelsError
+from ..refs import REPO_URL_PREFIX, ModelRef
 
-__all__ = ["CACHEDIR_TAG_CONTENT", "CacheRepo", "LocalDirRepo", "hf_cache_dir"]
+__all__ = [
+    "CACHEDIR_TAG_CONTENT",
+    "CacheRepo",
+    "LocalDirRepo",
+    "OnDisk",
+    "Placement",
+    "Storage",
+    "folder_repo",
+    "repo_folder",
+    "storage_for",
+]
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+#: ``models`` -> ``model``: the first word of a cache folder's name.
+_FOLDER_TYPES = {f"{kind}s": kind for kind in REPO_URL_PREFIX}
 
 #: The Cache Directory Tagging Standard file, byte for byte as huggingface_hub writes it.
 CACHEDIR_TAG_CONTENT = (
@@ -58,29 +74,95 @@ def _write_once(path: Path, text: str) -> None:
         write_atomic(path, text.encode(), durable=False)
 
 
-def hf_cache_dir() -> Path:
-    """huggingface_hub's cache directory, read from the environment now."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
-
-
 def repo_folder(repo_type: str, repo_id: str) -> str:
+    """``("model", "org/name")`` -> ``models--org--name`` (``models--name`` without owner)."""
     return f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+def folder_repo(name: str) -> tuple[str, str] | None:
+    """The inverse of :func:`repo_folder`: ``models--org--name`` -> ``("model", "org/name")``;
+    None for any other name."""
+    parts = name.split("--")
+    if len(parts) not in (2, 3) or parts[0] not in _FOLDER_TYPES or not all(parts[1:]):
+        return None
+    return _FOLDER_TYPES[parts[0]], "/".join(parts[1:])
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where one file's bytes are written (``target``), where the user finds it (``path``) and
-    which lock guards it."""
+    """One file of a commit (``name`` in the repository, its ``etag``): where its bytes are
+    written (``target``), where the user finds it (``path``) and which lock guards it."""
 
+    name: str
+    commit: str
+    etag: str
     target: Path
     path: Path
     lock: Path
+
+
+@dataclass(frozen=True, slots=True)
+class OnDisk:
+    """What the disk alone holds of a repository: the folder of its files and their repository
+    paths; ``commit`` when the layout records one for the whole folder (the cache)."""
+
+    root: Path
+    files: list[str]
+    commit: str | None
+
+
+class Storage(Protocol):
+    """Where a repository's files live (:class:`CacheRepo` or :class:`LocalDirRepo`): what
+    planning, inspection and verification ask of either, without knowing which."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def files_at(self, commit: str) -> Path:
+        """The folder the repository paths of ``commit`` are relative to."""
+        ...
+
+    def on_disk(self, revision: str | None) -> OnDisk | None:
+        """The files on disk for ``revision`` (no network); None when there is no record."""
+        ...
+
+    def placement(self, commit: str, path: str, etag: str) -> Placement: ...
+
+    def present(self, place: Placement, size: int) -> bool:
+        """Is the file there, with this size (no network)?"""
+        ...
+
+    def known_blob(self, place: Placement) -> str | None:
+        """The digest the layout vouches for a present file (None: read the link, or hash)."""
+        ...
+
+    def holds(self, commit: str, path: str) -> bool:
+        """Is ``path`` in place for ``commit``?"""
+        ...
+
+    def recorded(self, path: str) -> tuple[str, str] | None:
+        """(commit, etag) the layout records for one file, when it records files one by one."""
+        ...
+
+    def prepare(self) -> None:
+        """Create the bookkeeping folders and their tags before the first write."""
+        ...
+
+    def record(self, place: Placement) -> None:
+        """After a transfer published ``place.target``: make it findable at ``place.path``."""
+        ...
+
+    def remember(self, revision: str | None, commit: str) -> None:
+        """Every file of ``commit`` is in place: record what ``revision`` points to."""
+        ...
+
+
+def storage_for(ref: ModelRef, options: Options) -> Storage:
+    """The ``dir=`` folder (``local_dir`` layout) when one is given, else the cache."""
+    if options.dir is not None:
+        return LocalDirRepo(options.dir)
+    assert ref.repo_id is not None
+    return CacheRepo(ref.repo_type, ref.repo_id)
 
 
 class CacheRepo:
@@ -108,6 +190,25 @@ class CacheRepo:
     def snapshot_dir(self, commit: str) -> Path:
         return self.root / "snapshots" / safe_commit(commit)
 
+    def files_at(self, commit: str) -> Path:
+        return self.snapshot_dir(commit)
+
+    def on_disk(self, revision: str | None) -> OnDisk | None:
+        """The snapshot ``refs/<revision>`` points to (a commit: that snapshot)."""
+        commit = self.cached_commit(revision)
+        if commit is None:
+            return None
+        return OnDisk(self.snapshot_dir(commit), self.snapshot_files(commit), commit)
+
+    def holds(self, commit: str, path: str) -> bool:
+        return (self.snapshot_dir(commit) / path).is_file()
+
+    def recorded(self, path: str) -> tuple[str, str] | None:
+        return None  # the snapshot folder is the record
+
+    def known_blob(self, place: Placement) -> str | None:
+        return None  # a snapshot path may be a copy: the link (or the bytes) tell
+
     def snapshot_files(self, commit: str) -> list[str]:
         """Repo paths present in a snapshot folder (no network)."""
         base = self.snapshot_dir(commit)
@@ -130,7 +231,7 @@ class CacheRepo:
         blob = contained(self.root / "blobs", _safe_etag(etag))
         pointer = contained(self.snapshot_dir(commit), path)
         lock = self.cache_dir / ".locks" / self.folder_name / f"{_safe_etag(etag)}.lock"
-        return Placement(target=blob, path=pointer, lock=lock)
+        return Placement(path, commit, etag, target=blob, path=pointer, lock=lock)
 
     def present(self, place: Placement, size: int) -> bool:
         """Is the file there? Links a blob huggingface_hub (or we) already have into the
@@ -148,6 +249,12 @@ class CacheRepo:
         return True
 
     # -- writing ------------------------------------------------------------------------------
+
+    def record(self, place: Placement) -> None:
+        self.link(place)
+
+    def remember(self, revision: str | None, commit: str) -> None:
+        self.write_ref(revision, commit)
 
     def link(self, place: Placement) -> None:
         """Point the snapshot path at the blob: a relative symlink, or a copy where symlinks
@@ -195,17 +302,31 @@ class LocalDirRepo:
             _write_once(base / "CACHEDIR.TAG", CACHEDIR_TAG_CONTENT)
             _write_once(base / ".gitignore", "*")
 
-    def placement(self, path: str) -> Placement:
+    def files_at(self, commit: str) -> Path:
+        return self.root
+
+    def on_disk(self, revision: str | None) -> OnDisk:
+        """Every file recorded here (the folder records no revision: each file its commit)."""
+        return OnDisk(self.root, self.files_on_disk(), None)
+
+    def holds(self, commit: str, path: str) -> bool:
+        meta = self.recorded(path)
+        return meta is not None and meta[0] == commit
+
+    def known_blob(self, place: Placement) -> str | None:
+        return place.etag  # present() checked the record's etag
+
+    def placement(self, commit: str, path: str, etag: str) -> Placement:
         target = contained(self.root, path)
         meta = contained(self._meta_base(), path)
         lock = meta.with_name(meta.name + ".lock")
-        return Placement(target=target, path=target, lock=lock)
+        return Placement(path, commit, etag, target=target, path=target, lock=lock)
 
     def metadata_path(self, path: str) -> Path:
         meta = contained(self._meta_base(), path)
         return meta.with_name(meta.name + ".metadata")
 
-    def read_metadata(self, path: str) -> tuple[str, str] | None:
+    def recorded(self, path: str) -> tuple[str, str] | None:
         """(commit, etag) when the file is there and not modified since it was recorded."""
         try:
             lines = self.metadata_path(path).read_text(encoding="utf-8").splitlines()
@@ -217,13 +338,19 @@ class LocalDirRepo:
             return None  # edited after download: do not trust the record
         return commit, etag
 
-    def present(self, path: str, etag: str, size: int) -> bool:
-        meta = self.read_metadata(path)
-        if meta is None or meta[1] != etag:
+    def present(self, place: Placement, size: int) -> bool:
+        meta = self.recorded(place.name)
+        if meta is None or meta[1] != place.etag:
             return False
         with contextlib.suppress(OSError):
-            return contained(self.root, path).stat().st_size == size
+            return place.target.stat().st_size == size
         return False
+
+    def record(self, place: Placement) -> None:
+        self.write_metadata(place.name, place.commit, place.etag)
+
+    def remember(self, revision: str | None, commit: str) -> None:
+        pass  # nothing records revisions in a local_dir
 
     def write_metadata(self, path: str, commit: str, etag: str) -> None:
         """The three-line record huggingface_hub reads (written while we hold its lock)."""
@@ -239,7 +366,7 @@ class LocalDirRepo:
             return out
         for meta in base.rglob("*.metadata"):
             rel = meta.relative_to(base).as_posix().removesuffix(".metadata")
-            if self.read_metadata(rel) is not None:
+            if self.recorded(rel) is not None:
                 out.append(rel)
         return sorted(out)
 

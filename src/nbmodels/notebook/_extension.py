@@ -13,7 +13,7 @@ __all__ = ["load_ipython_extension", "quiet_hub_progress_bars", "unload_ipython_
 
 _MAGICS = (("line", "model_download"), ("cell", "model_download"), ("line", "model_panel"))
 #: ``ModelCard`` of ``nbmodels.inspect`` (by name: registering it imports nothing).
-_CARD_TYPE = ("nbmodels.cards._inspect", "ModelCard")
+_CARD_TYPE = ("nbmodels.cards._card", "ModelCard")
 
 
 def _card_text(card: Any, p: Any, _cycle: bool) -> None:

@@ -32,7 +32,7 @@ from ._state import card_details, one_line, status_label
 from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
-    from ..cards._inspect import ModelCard
+    from ..cards import ModelCard
 
 __all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 

@@ -16,7 +16,7 @@ from .._progress import JobSnapshot, Status, format_bytes, format_progress
 from ..errors import NbmodelsError, Style
 
 if TYPE_CHECKING:
-    from ..cards._inspect import ModelCard
+    from ..cards import ModelCard
 
 __all__ = [
     "allowed_actions",
@@ -140,7 +140,7 @@ def _known(value: object) -> str:
 def card_details(card: ModelCard) -> list[tuple[str, str]]:
     """The detail rows of a model card (what ``%model_download --inspect`` prints under the
     summary line, and the widget's tooltip)."""
-    from ..cards._inspect import format_count
+    from ..cards import format_count
 
     heads = f"{_known(card.heads)} heads"
     if card.kv_heads is not None and card.kv_heads != card.heads:

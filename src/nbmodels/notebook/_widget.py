@@ -38,7 +38,7 @@ from ._publisher import INTERVAL, Publisher, get_publisher
 from ._state import card_state, job_state, one_line, plain_text
 
 if TYPE_CHECKING:
-    from ..cards._inspect import ModelCard
+    from ..cards import ModelCard
 
 __all__ = ["JobWidget", "PanelWidget", "card_wanted", "inspect_model"]
 
@@ -58,7 +58,7 @@ def card_wanted(ref: str) -> bool:
     safetensors weights (a quant, a ``.gguf`` / ``.safetensors`` file, a repository or folder:
     :func:`nbmodels.inspect` picks the weights as a download would, or fails quietly), and
     plain URLs of a ``.gguf`` / ``.safetensors`` file."""
-    from .._refs import parse_ref
+    from ..refs import parse_ref
 
     try:
         parsed = parse_ref(ref)

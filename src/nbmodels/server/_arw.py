@@ -31,7 +31,7 @@ import tornado.web
 from .._progress import JobSnapshot
 from ..engine._job import Job
 from ..errors import IntegrityError, RefError
-from ..sources._url import url_filename, url_key
+from ..sources import url_filename, url_key
 from ..transfer import PartialState, partial_paths
 from ._app import (
     OWN_KEY,

@@ -21,10 +21,10 @@ import tornado.web
 
 from .._progress import FileProgress, JobSnapshot
 from .._redact import redact_url
-from .._refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_quant_name
 from ..engine._job import Job
 from ..errors import RefError
-from ..sources._hf import hf_endpoint
+from ..hub import hf_endpoint
+from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_quant_name
 from ._app import ServiceHandler, api_error, iso_z
 from ._body import Body, invalid
 

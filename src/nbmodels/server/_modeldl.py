@@ -33,11 +33,11 @@ import tornado.web
 from .._config import nbmodels_home
 from .._options import OPTION_NAMES
 from .._redact import redact_url
-from .._refs import REPO_URL_PREFIX, parse_ref
 from ..engine._job import Job
 from ..errors import RefError
-from ..sources._hf import hf_endpoint
-from ..sources._url import url_filename
+from ..hub import hf_endpoint
+from ..refs import REPO_URL_PREFIX, parse_ref
+from ..sources import url_filename
 from ._app import OWN_KEY, ServiceHandler, api_error, iso_z, own_info, user_metadata
 from ._body import ApiError, Body, invalid
 

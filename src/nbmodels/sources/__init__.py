@@ -2,6 +2,14 @@
 
 from ._base import Plan, PlannedFile, SourceContext
 from ._hf import plan_hf
-from ._url import plan_url
+from ._url import plan_url, url_filename, url_key
 
-__all__ = ["Plan", "PlannedFile", "SourceContext", "plan_hf", "plan_url"]
+__all__ = [
+    "Plan",
+    "PlannedFile",
+    "SourceContext",
+    "plan_hf",
+    "plan_url",
+    "url_filename",
+    "url_key",
+]

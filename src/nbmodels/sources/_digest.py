@@ -28,8 +28,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from .._refs import ModelRef
 from ..errors import IntegrityError, Option, RefError
+from ..refs import ModelRef
 
 __all__ = ["check_hub_sha256", "check_on_disk", "digest_target", "disk_sha256"]
 

@@ -1,6 +1,6 @@
 """Hugging Face references -> plans (docs/public-api.md, References; docs/storage.md).
 
-Resolution order for a reference (each of its :attr:`~nbmodels._refs.ModelRef.readings`: a
+Resolution order for a reference (each of its :attr:`~nbmodels.refs.ModelRef.readings`: a
 text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` or the file
 ``config.json`` of ``gpt2``):
 
@@ -22,52 +22,30 @@ text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` o
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from urllib.parse import quote
-
-import httpx2
+from collections.abc import Sequence
 
 from .._config import env_flag
 from .._options import Options
-from .._refs import REPO_URL_PREFIX, ModelRef, split_quant_name
 from ..errors import NetworkError, NotFoundError, OfflineError, Option
-from ..hub._api import HubApi, HubEntry, RepoInfo, find_repo, gated_error
-from ..hub._select import DEFAULT_QUANTS, Want, choose, select_quant, split_siblings
-from ..hub._storage import CacheRepo, LocalDirRepo
-from ..transfer import Credential, FileSpec, TransferResult, origin_of
+from ..hub import (
+    HubEntry,
+    Placement,
+    ResolvedRepo,
+    Want,
+    choose,
+    gated_error,
+    open_session,
+    storage_for,
+)
+from ..refs import ModelRef, split_complete, split_quant_name
+from ..transfer import FileSpec
 from ._base import Plan, PlannedFile, SourceContext
 from ._digest import check_hub_sha256, check_on_disk, digest_target
 
-__all__ = ["DEFAULT_QUANTS", "hf_endpoint", "plan_hf", "select_quant", "split_siblings"]
+__all__ = ["plan_hf"]
 
-_TYPE_PREFIX = REPO_URL_PREFIX
 #: Up to this many selected files, their digests come from paths-info; more: the tree listing.
 _PATHS_INFO_MAX = 100
-
-_Stores = tuple[CacheRepo | None, LocalDirRepo | None]
-
-
-def hf_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
-def _token(options: Options) -> str | None:
-    if options.token is False:
-        return None
-    if isinstance(options.token, str):
-        return options.token
-    from huggingface_hub import get_token  # token lookup: HF_TOKEN, the login file, Colab
-
-    return get_token()
-
-
-def _stores(ref: ModelRef, options: Options) -> _Stores:
-    assert ref.repo_id is not None
-    if options.dir is not None:
-        return None, LocalDirRepo(options.dir)
-    return CacheRepo(ref.repo_type, ref.repo_id), None
 
 
 # -- planning -------------------------------------------------------------------------------------
@@ -77,15 +55,13 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
     assert ref.repo_id is not None
     revision = options.revision or ref.revision
     offline = options.offline or env_flag("HF_HUB_OFFLINE")
-    readings = ref.readings
-    on_disk = _disk_readings(readings, options)
+    on_disk = _disk_readings(ref.readings, options)
     if offline or not options.force:
         local = await _from_disk([r for r in on_disk if offline or r.pinned], options, revision)
         if local is not None:
             return local
     if offline:
-        cache, _ = _stores(ref, options)
-        where = cache.root if cache is not None else options.dir
+        where = storage_for(ref, options).root
         raise OfflineError(
             f"Offline, and {ref} is not fully on disk (looked in {where}).",
             hint=(
@@ -94,30 +70,16 @@ async def plan_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> Plan:
                 ", and HF_HUB_OFFLINE unset).",
             ),
         )
-    endpoint = hf_endpoint()
-    token = _token(options)
-    credential = Credential(token, origin_of(endpoint)) if token else None
-
-    def make_api(reading: ModelRef) -> HubApi:
-        assert reading.repo_id is not None
-        return HubApi(
-            ctx.client,
-            ctx.settings,
-            endpoint=endpoint,
-            repo_type=reading.repo_type,
-            repo_id=reading.repo_id,
-            credential=credential,
-        )
-
-    try:
-        reading, api, info = await find_repo(readings, revision, make_api)
-    except NetworkError:
-        # The Hub is unreachable: an unpinned reference may still use the cached refs.
-        local = await _from_disk([r for r in on_disk if not r.pinned], options, revision)
-        if local is None:
-            raise
-        return local
-    return await _plan_online(reading, options, revision, api, info)
+    async with open_session(options, ctx.settings, client=ctx.client) as session:
+        try:
+            repo = await session.find(ref, revision)
+        except NetworkError:
+            # The Hub is unreachable: an unpinned reference may still use the cached refs.
+            local = await _from_disk([r for r in on_disk if not r.pinned], options, revision)
+            if local is None:
+                raise
+            return local
+        return await _plan_online(repo, options, revision)
 
 
 def _disk_readings(readings: Sequence[ModelRef], options: Options) -> list[ModelRef]:
@@ -127,8 +89,7 @@ def _disk_readings(readings: Sequence[ModelRef], options: Options) -> list[Model
     if options.dir is not None:
         return sorted(readings, key=lambda r: not r.pinned)
     for reading in readings:
-        cache, _ = _stores(reading, options)
-        if cache is not None and cache.root.is_dir():
+        if storage_for(reading, options).root.is_dir():
             return [reading]
     return []
 
@@ -144,59 +105,42 @@ async def _from_disk(
     return None
 
 
-async def _plan_online(
-    ref: ModelRef, options: Options, revision: str | None, api: HubApi, info: RepoInfo
-) -> Plan:
-    commit = info.commit
-    repo_name = ref.repo_url_path
-    stores = _stores(ref, options)
-    want, by_path = await _listing(ref, options, api, info, stores)
+async def _plan_online(repo: ResolvedRepo, options: Options, revision: str | None) -> Plan:
+    commit, storage = repo.commit, repo.storage
+    want, by_path = await _listing(repo, options)
     checked = None
     if options.sha256 is not None:
-        checked = digest_target(ref, want.files)
+        checked = digest_target(repo.ref, want.files)
         check_hub_sha256(checked, by_path[checked].sha256, options.sha256)
-    base_url = f"{api.endpoint}/{repo_name}/resolve/{commit}/"
     files: list[PlannedFile] = []
     for path in want.files:
         expected = options.sha256 if path == checked else None
-        files.append(
-            await asyncio.to_thread(
-                _plan_file, by_path[path], commit, options, expected, stores, base_url, api
-            )
-        )
-    store_cache, _ = stores
-    finish: Callable[[], None] | None = None
-    if store_cache is not None:
-        root = store_cache.snapshot_dir(commit)
-        cache = store_cache
+        files.append(await asyncio.to_thread(_plan_file, repo, by_path[path], options, expected))
+    if all(f.present for f in files):
+        storage.remember(revision, commit)
 
-        def finish() -> None:
-            cache.write_ref(revision, commit)
+    def finish() -> None:
+        storage.remember(revision, commit)
 
-        if all(f.present for f in files):
-            store_cache.write_ref(revision, commit)
-    else:
-        assert options.dir is not None
-        root = options.dir
-    primary = root / (want.primary or want.folder or "")
     return Plan(
-        files=files, primary=primary, finish=finish, description=f"{repo_name}@{commit[:8]}"
+        files=files,
+        primary=storage.files_at(commit) / (want.primary or want.folder or ""),
+        finish=finish,
+        description=f"{repo.ref.repo_url_path}@{commit[:8]}",
     )
 
 
-async def _listing(
-    ref: ModelRef, options: Options, api: HubApi, info: RepoInfo, stores: _Stores
-) -> tuple[Want, dict[str, HubEntry]]:
-    """Which files ``ref`` means, with their sizes and digests.
+async def _listing(repo: ResolvedRepo, options: Options) -> tuple[Want, dict[str, HubEntry]]:
+    """Which files ``repo.ref`` means, with their sizes and digests.
 
     With the Hub's file list (``info.files``) the choice is made before another request, so a
     missing file or quant and a gated repository fail after the one request ``info`` cost;
     then only the chosen files' entries are asked for. Without it, the listing comes first.
     """
-    repo_name = ref.repo_url_path
+    ref, api, info = repo.ref, repo.api, repo.info
     if info.files is not None:
-        want = choose(ref, options, list(info.files), repo_name)
-        _refuse_gated(ref, api, info, want, stores)
+        want = choose(ref, options, list(info.files), ref.repo_url_path)
+        _refuse_gated(repo, want)
         if len(want.files) <= _PATHS_INFO_MAX:
             entries = await api.paths_info(info.commit, want.files)
         else:
@@ -205,7 +149,7 @@ async def _listing(
         for path in want.files:
             if path not in by_path:
                 raise NotFoundError(
-                    f"{path} does not exist in {repo_name} at {info.commit[:12]}.",
+                    f"{path} does not exist in {ref.repo_url_path} at {info.commit[:12]}.",
                     hint="The Hub listed it, then had no entry for it: try again in a while.",
                 )
         return want, by_path
@@ -214,8 +158,8 @@ async def _listing(
     else:
         entries = await api.tree(info.commit, _folder(ref), recursive=True)
     by_path = {e.path: e for e in entries}
-    want = choose(ref, options, sorted(by_path), repo_name)
-    _refuse_gated(ref, api, info, want, stores)
+    want = choose(ref, options, sorted(by_path), ref.repo_url_path)
+    _refuse_gated(repo, want)
     return want, by_path
 
 
@@ -228,32 +172,18 @@ def _folder(ref: ModelRef) -> str | None:
     return ref.path.rsplit("/", 1)[0] if "/" in ref.path else None
 
 
-def _refuse_gated(ref: ModelRef, api: HubApi, info: RepoInfo, want: Want, stores: _Stores) -> None:
+def _refuse_gated(repo: ResolvedRepo, want: Want) -> None:
     """A gated repository and no token: nothing can be downloaded, so say where to accept
     its terms now, unless every file is already in place for this commit."""
-    if not info.gated or api.token_sent:
+    if not repo.info.gated or repo.api.token_sent:
         return
-    cache, local = stores
-    for path in want.files:
-        if cache is not None:
-            placed = (cache.snapshot_dir(info.commit) / path).is_file()
-        else:
-            assert local is not None
-            meta = local.read_metadata(path)
-            placed = meta is not None and meta[0] == info.commit
-        if not placed:
-            assert ref.repo_id is not None
-            raise gated_error(api.endpoint, ref.repo_type, ref.repo_id, token_sent=False)
+    if not all(repo.storage.holds(repo.commit, path) for path in want.files):
+        api = repo.api
+        raise gated_error(api.endpoint, api.repo_type, api.repo_id, token_sent=False)
 
 
 def _plan_file(
-    entry: HubEntry,
-    commit: str,
-    options: Options,
-    expected: str | None,
-    stores: tuple[CacheRepo | None, LocalDirRepo | None],
-    base_url: str,
-    api: HubApi,
+    repo: ResolvedRepo, entry: HubEntry, options: Options, expected: str | None
 ) -> PlannedFile:
     """One file: present already, or a FileSpec with its digests (runs on a worker thread).
 
@@ -261,100 +191,63 @@ def _plan_file(
     it, and a small git file's transfer checks it besides the git blob SHA-1 (an LFS file's
     Hub sha256 was compared with it already).
     """
-    credential = api.credential
-    cache, local = stores
+    storage = repo.storage
+    place = storage.placement(repo.commit, entry.path, entry.etag)
 
-    def on_error(response: httpx2.Response) -> Exception | None:
-        """Hub answers (gated, missing, rate limited) get the Hub's own messages."""
-        if origin_of(str(response.request.url)) != origin_of(api.endpoint):
-            return None
-        return api.error_for(response, revision=commit, path=entry.path)
-
-    def matches(path: Path, blob: str | None) -> bool:
+    def present() -> bool:
+        if not storage.present(place, entry.size):
+            return False
         if expected is not None:
-            check_on_disk(entry.path, path, expected, blob)
+            check_on_disk(entry.path, place.path, expected, storage.known_blob(place))
         return True
 
-    if cache is not None:
-        place = cache.placement(commit, entry.path, entry.etag)
+    if not options.force and present():
+        return PlannedFile(entry.path, place.path, size=entry.size)
+    storage.prepare()
+    return PlannedFile(
+        entry.path,
+        place.path,
+        size=entry.size,
+        spec=_file_spec(repo, entry, place, expected),
+        after=lambda _result: storage.record(place),
+        recheck=None if options.force else present,
+    )
 
-        def present() -> bool:
-            return cache.present(place, entry.size) and matches(place.path, None)
 
-        if not options.force and present():
-            return PlannedFile(entry.path, place.path, size=entry.size)
-        cache.prepare()
-        after: Callable[[TransferResult], None] = lambda _r: cache.link(place)  # noqa: E731
-    else:
-        assert local is not None
-        place = local.placement(entry.path)
-
-        def present() -> bool:
-            return local.present(entry.path, entry.etag, entry.size) and matches(
-                place.path, entry.etag
-            )
-
-        if not options.force and present():
-            return PlannedFile(entry.path, place.path, size=entry.size)
-        local.prepare()
-
-        def after(_r: TransferResult) -> None:
-            local.write_metadata(entry.path, commit, entry.etag)
-
-    spec = FileSpec(
-        on_error=on_error,
+def _file_spec(
+    repo: ResolvedRepo, entry: HubEntry, place: Placement, expected: str | None
+) -> FileSpec:
+    """The transfer of one Hub file into ``place``: verified by its LFS sha256 (or the user's
+    for a small git file) and its git blob SHA-1; the token only for the Hub's own origin."""
+    return FileSpec(
+        on_error=repo.api.file_errors(repo.commit, entry.path),
         name=entry.path,
-        url=base_url + quote(entry.path),
+        url=repo.api.file_url(repo.commit, entry.path),
         target=place.target,
         key=f"hf-blob:{entry.etag}",
         size=entry.size,
         sha256=entry.sha256 or expected,
         git_sha1=None if entry.sha256 else entry.blob_id,
-        credential=credential,
+        credential=repo.api.credential,
         lock_path=place.lock,
-    )
-    return PlannedFile(
-        entry.path,
-        place.path,
-        size=entry.size,
-        spec=spec,
-        after=after,
-        recheck=None if options.force else present,
     )
 
 
 def _plan_from_disk(ref: ModelRef, options: Options, revision: str | None) -> Plan | None:
     """A plan with every file present, from the disk alone; None when something is missing."""
-    cache, local = _stores(ref, options)
-    repo_name = ref.repo_url_path
-    if cache is not None:
-        commit = cache.cached_commit(revision)
-        if commit is None:
-            return None
-        root = cache.snapshot_dir(commit)
-        paths = cache.snapshot_files(commit)
-    else:
-        assert local is not None and options.dir is not None
-        root = options.dir
-        paths = local.files_on_disk()
-    if not paths:
+    storage = storage_for(ref, options)
+    disk = storage.on_disk(revision)
+    if disk is None or not disk.files:
         return None
     try:
-        want = choose(ref, options, paths, repo_name)
+        want = choose(ref, options, disk.files, ref.repo_url_path)
     except NotFoundError:
         return None
-    if ref.path is not None and not ref.is_dir:
-        # Every split part must be here: count them from the name, not from what is on disk.
-        _q, _part, count = split_quant_name(ref.path.rsplit("/", 1)[-1])
-        if count is not None and len(want.files) != count:
-            return None
-    if ref.quant is not None or (ref.path is None and want.primary is not None):
-        _q, _part, count = split_quant_name(want.files[0].rsplit("/", 1)[-1])
-        if count is not None and len(want.files) != count:
-            return None
+    if not _all_parts(ref, want):
+        return None
     files = []
     for p in want.files:
-        full = root / p
+        full = disk.root / p
         try:
             size = full.stat().st_size
         except OSError:
@@ -362,7 +255,17 @@ def _plan_from_disk(ref: ModelRef, options: Options, revision: str | None) -> Pl
         files.append(PlannedFile(p, full, size=size))
     if options.sha256 is not None:
         target = digest_target(ref, want.files)
-        meta = local.read_metadata(target) if local is not None else None
-        check_on_disk(target, root / target, options.sha256, meta[1] if meta else None)
-    primary = root / want.primary if want.primary else (root / want.folder if want.folder else root)
-    return Plan(files=files, primary=primary, description=repo_name)
+        meta = storage.recorded(target)
+        check_on_disk(target, disk.root / target, options.sha256, meta[1] if meta else None)
+    primary = disk.root / (want.primary or want.folder or "")
+    return Plan(files=files, primary=primary, description=ref.repo_url_path)
+
+
+def _all_parts(ref: ModelRef, want: Want) -> bool:
+    """Every part of a split GGUF the reference means is on disk, counted from the names (not
+    from what is on disk)."""
+    if ref.path is not None and not ref.is_dir and not split_complete(want.files, ref.path):
+        return False
+    if ref.quant is not None or (ref.path is None and want.primary is not None):
+        return split_complete(want.files, want.files[0])
+    return True
