@@ -39,7 +39,7 @@ import pytest
 
 import nbmodels
 from nbmodels.engine import _engine
-from nbmodels.net import _http
+from nbmodels.net import tls_context
 from nbmodels.transfer import partial_paths
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer, Request, http_date
@@ -405,15 +405,15 @@ def test_tls_context_is_shared_and_follows_the_ca_variables(
     store costs ~50 ms each time), and a changed SSL_CERT_FILE gets its own."""
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    system = _http.tls_context()
-    assert _http.tls_context() is system
+    system = tls_context()
+    assert tls_context() is system
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))
-    ours = _http.tls_context()
-    assert ours is not system and _http.tls_context() is ours
+    ours = tls_context()
+    assert ours is not system and tls_context() is ours
     subjects = [cert.get("subject") for cert in ours.get_ca_certs()]
     assert subjects == [((("commonName", "127.0.0.1"),),)]
     monkeypatch.delenv("SSL_CERT_FILE")
-    assert _http.tls_context() is system
+    assert tls_context() is system
 
 
 # ==========================================================================================

@@ -25,7 +25,7 @@ from .._redact import redact_url
 from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import NetworkError
 from ..hub._api import HubApi, find_repo
-from ..net._http import open_stream, with_retries
+from ..net import open_stream, with_retries
 from ..sources._hf import hf_endpoint
 from ..transfer import Credential, make_client, origin_of
 

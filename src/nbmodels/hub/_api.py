@@ -27,7 +27,7 @@ from .._paths import UnsafePathError, safe_commit, safe_relpath
 from .._redact import redact_text, redact_url
 from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, RepoNotFoundError
-from ..net._http import (
+from ..net import (
     Credential,
     RetryableError,
     origin_of,

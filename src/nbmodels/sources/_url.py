@@ -19,7 +19,7 @@ from .._options import Options
 from .._paths import UnsafePathError, contained, hidden_sibling, safe_filename, write_atomic
 from .._redact import redact_url
 from ..errors import OfflineError, Option, RefError
-from ..net._http import split_userinfo
+from ..net import split_userinfo
 from ..transfer import FileSpec, TransferResult
 from ._base import Plan, PlannedFile
 

@@ -1,6 +1,6 @@
 """Bytes over HTTP: resume, ranges, retries, streaming hashes, atomic publish."""
 
-from ..net._http import Credential, make_client, origin_of
+from ..net import Credential, make_client, origin_of
 from ._file import FileSpec, FileTransfer, TransferResult
 from ._ranges import RangeSet
 from ._state import PartialState, partial_paths

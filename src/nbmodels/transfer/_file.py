@@ -40,7 +40,7 @@ from .._config import Settings
 from .._progress import format_bytes
 from .._redact import redact_url
 from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError, Option
-from ..net._http import (
+from ..net import (
     USER_AGENT,
     Credential,
     RetryableError,
