@@ -24,14 +24,13 @@ import ctypes
 import errno
 import math
 import os
-import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast
+from typing import cast
 
 import httpx2
 
@@ -41,14 +40,25 @@ from .._progress import format_bytes
 from .._redact import redact_url
 from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError, Option
 from ..net import (
+    TRANSLATED,
     USER_AGENT,
     Credential,
     RetryableError,
-    is_refused,
     open_stream,
     out_of_attempts,
-    parse_retry_after,
     retry_delay,
+    status_failure,
+    translate,
+)
+from ._answer import (
+    Accepted,
+    Answer,
+    Asked,
+    Known,
+    Restart,
+    announced_size,
+    check_answer,
+    content_length,
 )
 from ._hasher import PrefixHasher
 from ._parts import Part, PartPlan
@@ -58,7 +68,6 @@ from ._state import PartialState, partial_paths
 __all__ = ["FileSpec", "FileTransfer", "TransferResult"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 #: The one place bytes hit the disk (tests replace it to simulate a full disk).
 _pwrite = os.pwrite
 
@@ -89,10 +98,6 @@ class TransferResult:
     sha256: str | None
     validator: str | None
     transferred: int
-
-
-class _Restart(Exception):
-    """The remote object is not the one the partial data came from: start again from zero."""
 
 
 ProgressFn = Callable[[int, int | None], None]
@@ -456,7 +461,7 @@ class FileTransfer:
                 )
             try:
                 await self._download_once()  # then the loop checks that nothing is missing
-            except _Restart as exc:
+            except Restart as exc:
                 restarts += 1
                 if restarts > 3:
                     raise NetworkError(
@@ -484,7 +489,7 @@ class FileTransfer:
                 self._controller = group.create_task(self._control())
         except BaseExceptionGroup as eg:
             raise pick_error(
-                eg, asyncio.CancelledError, _Restart, IntegrityError, InsufficientSpaceError
+                eg, asyncio.CancelledError, Restart, IntegrityError, InsufficientSpaceError
             ) from None
         finally:
             self._group = None
@@ -753,18 +758,13 @@ class FileTransfer:
 
         def check(head: RawHead) -> int:
             status = head.status_code
-            if status in (408, 429) or status >= 500:
-                raise RetryableError(
-                    f"HTTP {status} from {shown}",
-                    retry_after=parse_retry_after(
-                        head.headers.get("Retry-After"), cap=self.settings.retry_after_cap
-                    ),
-                    short=f"HTTP {status}",
-                )
+            retry = status_failure(status, head.headers, shown, self.settings)
+            if retry is not None:
+                raise retry
             if status != 206 or "chunked" in head.headers.get("Transfer-Encoding", "").lower():
                 raise Unsupported(f"HTTP {status}")
             self._accept(head, part, asked_end, url)
-            length = _content_length(head)
+            length = content_length(head)
             if length is None:
                 raise Unsupported("no Content-Length")
             return length
@@ -779,100 +779,39 @@ class FileTransfer:
                 check=check,
                 writer=writer,
             )
-        except TimeoutError as exc:
-            raise self._idle(shown) from exc
-        except (ConnectionError, OSError) as exc:
-            if isinstance(exc, NbmodelsError) or writer.failed:
+        except OSError as exc:  # the connection's (a full disk is the writer's: as it is)
+            failure = None if writer.failed else self._lost(exc, shown, part)
+            if failure is None:
                 raise
-            if is_refused(exc):
-                raise RetryableError(
-                    f"connection to {shown} refused", short="connection refused", refused=True
-                ) from exc
-            raise RetryableError(
-                f"connection to {shown} lost at byte {part.pos}", short="connection lost"
-            ) from exc
+            raise failure from exc
         if part.end is not None and part.pos < part.end:
             raise _closed_early(part, shown)
 
-    def _accept(self, response: _Answer, part: Part, asked_end: int | None, url: str) -> None:
-        """Check an answer against what was asked; learn size, validator and range support."""
-        shown = redact_url(url)
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise NetworkError(
-                f"{shown} sent a {encoding}-encoded body although identity was requested; "
-                "nbmodels writes bytes exactly as stored and will not decode them."
-            )
-        validator = _strong_validator(response)
-        length = _content_length(response)
-        status = response.status_code
-        if status == 206:
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
-            if match is None:
-                raise RetryableError(
-                    f"{shown} answered 206 without a valid Content-Range",
-                    short="invalid Content-Range",
-                )
-            first, last, total = (int(g) for g in match.groups())
-            if self.size is None:
-                self._check_space(total)
-            if self.size is not None and total != self.size:
-                if self.spec.size is not None and part.pos == 0:
-                    raise _size_error(self.spec, total)
-                raise _Restart("the remote file changed size")
-            if self.state.validator and validator and validator != self.state.validator:
-                raise _Restart("the remote file changed (its validator differs)")
-            expected_last = (asked_end if asked_end is not None else total) - 1
-            if first != part.pos or last != expected_last:
-                raise RetryableError(
-                    f"{shown} answered bytes {first}-{last} to a request for bytes "
-                    f"{part.pos}-{expected_last}",
-                    short="wrong byte range",
-                )
-            if length is not None and length != last - first + 1:
-                raise RetryableError(
-                    f"{shown} sent a Content-Length that contradicts its range",
-                    short="invalid Content-Length",
-                )
-            if self.size is None:
-                self.size = total
-                self.plan.size = total
-                part.end = total
-            if self.state.validator is None:
-                if part.pos > 0:
-                    raise _Restart("the server offers no validator to prove the bytes match")
-                self.state.validator = validator
-            self._accepts_ranges = validator is not None
-            return
-        if status == 200:
-            if part.pos > 0:
-                # Range ignored or If-Range failed: the only safe thing is to begin again.
-                raise _Restart("the server answered a range request with the whole file")
-            if self.spec.size is not None and length is not None and length != self.spec.size:
-                raise _size_error(self.spec, length)
-            if self.plan.written:
-                raise _Restart("the server sent a whole new body")
-            if self.spec.size is None:
-                self.size = length
-                self.plan.size = length
-                self._check_space()
-            self.state.validator = validator
-            part.end = self.size
-            self._accepts_ranges = False
-            return
-        if status == 416:
-            match = re.fullmatch(r"bytes \*/(\d+)", response.headers.get("Content-Range", ""))
-            if part.pos == 0 and match is not None and int(match.group(1)) == 0:
-                if self.spec.size not in (None, 0):
-                    raise _size_error(self.spec, 0)
-                self.size = 0
-                self.plan.size = 0
-                part.end = 0
-                return
-            raise _Restart("the server says the recorded range no longer exists")
-        raise RetryableError(
-            f"{shown} answered an unexpected HTTP {status}", short=f"HTTP {status}"
+    def _accept(self, answer: Answer, part: Part, asked_end: int | None, url: str) -> None:
+        """Check an answer against what was asked (:mod:`._answer`), then learn from it: the
+        size (reserving its blocks), the validator, whether ranges work, where the part ends."""
+        known = Known(
+            name=self.spec.name,
+            expected=self.spec.size,
+            size=self.size,
+            validator=self.state.validator,
+            written=self.plan.written,
         )
+        reserved = announced_size(answer, known)
+        if reserved is not None:
+            self._check_space(reserved)  # too big for the disk: that is the error to report
+        outcome = check_answer(answer, Asked(part.pos, asked_end), known, redact_url(url))
+        if not isinstance(outcome, Accepted):
+            raise outcome
+        if outcome.total != self.size:
+            if outcome.total is not None and outcome.total != reserved:
+                self._check_space(outcome.total)
+            self.size = outcome.total
+            self.plan.size = outcome.total
+        if outcome.whole:
+            part.end = outcome.total
+        self.state.validator = outcome.validator
+        self._accepts_ranges = outcome.ranges_ok
 
     async def _stream(self, response: httpx2.Response, part: Part) -> None:
         """Write the body at the part's offsets until the part's (possibly shrinking) end."""
@@ -880,17 +819,17 @@ class FileTransfer:
             async for chunk in response.aiter_raw():
                 if not self._write(part, chunk):
                     return
-        except httpx2.TimeoutException as exc:
-            raise self._idle(redact_url(self.spec.url)) from exc
-        except httpx2.TransportError as exc:
-            raise RetryableError(
-                f"connection lost at byte {part.pos} ({type(exc).__name__})",
-                short="connection lost",
-            ) from exc
+        except TRANSLATED as exc:
+            failure = self._lost(exc, redact_url(self.spec.url), part)
+            if failure is None:
+                raise
+            raise failure from exc
 
-    def _idle(self, shown: str) -> RetryableError:
-        idle = f"no data for {self.settings.read_timeout:.0f} s"
-        return RetryableError(f"{idle} from {shown}", short=idle)
+    def _lost(
+        self, exc: BaseException, shown: str, part: Part
+    ) -> RetryableError | NbmodelsError | None:
+        """What a body that broke off at the part's position becomes (:func:`translate`)."""
+        return translate(exc, shown, at=part.pos, idle=self.settings.read_timeout)
 
     def _write(self, part: Part, chunk: bytes | memoryview) -> bool:
         """Write one chunk received on the loop at the part's position; False once the part is
@@ -1070,48 +1009,6 @@ def _datasync_and_close(fd: int) -> None:
         _datasync(fd)
     finally:
         os.close(fd)
-
-
-class _Answer(Protocol):
-    """What the checks read from an answer (an httpx2 response or a raw head)."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def headers(self) -> httpx2.Headers: ...
-
-
-def _strong_validator(response: _Answer) -> str | None:
-    etag = response.headers.get("ETag")
-    if etag and not etag.startswith("W/") and len(etag) <= 512 and _sendable(etag):
-        return etag
-    last_modified = response.headers.get("Last-Modified")
-    if last_modified and len(last_modified) <= 64 and _sendable(last_modified):
-        return last_modified
-    return None
-
-
-def _sendable(value: str) -> bool:
-    """A validator we can send back in If-Range: printable ASCII only."""
-    return value.isascii() and value.isprintable()
-
-
-def _content_length(response: _Answer) -> int | None:
-    raw = response.headers.get("Content-Length")
-    if raw is None or not (raw.strip().isascii() and raw.strip().isdigit()):
-        return None
-    return int(raw)
-
-
-def _size_error(spec: FileSpec, got: int) -> IntegrityError:
-    return IntegrityError(
-        f"{spec.name}: the server offers {got} bytes but {spec.size} were expected; "
-        "nothing was saved.",
-        expected=spec.size,
-        actual=got,
-        hint="The file may have changed upstream; refresh the reference or try again later.",
-    )
 
 
 def _space_error(where: Path, needed: int, available: int, kept: int) -> InsufficientSpaceError:
