@@ -19,18 +19,11 @@ writing it with ``pwrite`` at its offset into a partial file whose blocks are re
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import errno
 import math
-import os
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import httpx2
 
@@ -38,7 +31,7 @@ from .._aio import pick_error
 from .._config import Settings
 from .._progress import format_bytes
 from .._redact import redact_url
-from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError, Option
+from ..errors import InsufficientSpaceError, IntegrityError, NbmodelsError, NetworkError
 from ..net import (
     TRANSLATED,
     USER_AGENT,
@@ -61,15 +54,12 @@ from ._answer import (
     content_length,
 )
 from ._hasher import PrefixHasher
-from ._parts import Part, PartPlan
+from ._partial import PartialFile
+from ._parts import Part
 from ._rawbody import RawConnection, RawHead, Unsupported, usable_for
-from ._state import PartialState, partial_paths
 
 __all__ = ["FileSpec", "FileTransfer", "TransferResult"]
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-#: The one place bytes hit the disk (tests replace it to simulate a full disk).
-_pwrite = os.pwrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +161,17 @@ class _PartWriter:
     """Where a fast-path body goes: the part's next bytes, reserved before each receive so a
     concurrent steal (on the loop) never takes bytes this thread is about to write."""
 
-    __slots__ = ("failed", "part", "transfer")
+    __slots__ = ("failed", "hasher", "part", "partial")
 
-    def __init__(self, transfer: FileTransfer, part: Part) -> None:
-        self.transfer = transfer
+    def __init__(self, partial: PartialFile, hasher: PrefixHasher, part: Part) -> None:
+        self.partial = partial
+        self.hasher = hasher
         self.part = part
         self.failed = False
 
     def room(self, limit: int) -> int:
         part = self.part
-        with self.transfer.plan.lock:
+        with self.partial.plan.lock:
             if part.end is None:
                 return 0
             n = max(0, min(limit, part.end - part.pos))
@@ -191,13 +182,13 @@ class _PartWriter:
         part = self.part
         start, at = part.start, part.pos
         try:
-            n = self.transfer._put(part, data)
+            n = self.partial.put(part, data)
         except BaseException:
             self.failed = True  # the caller reports this error, not a lost connection
             raise
         if release is None or n == 0:
             return False
-        return self.transfer._hasher.offer(start, at, data[:n], release)
+        return self.hasher.offer(start, at, data[:n], release)
 
 
 class FileTransfer:
@@ -229,16 +220,11 @@ class FileTransfer:
         self._on_progress = on_progress or (lambda _d, _t: None)
         self._on_status = on_status or (lambda _s: None)
         self._on_retry = on_retry or (lambda _r, _a, _d: None)
-        self.part_path, self.state_path = partial_paths(spec.target)
-        self.state = PartialState(key=spec.key, size=spec.size)
-        self.size: int | None = spec.size
-        self.plan = PartPlan(self.state.done, self.size)
-        self.transferred = 0
+        self.partial = PartialFile(
+            spec.target, name=spec.name, key=spec.key, size=spec.size, settings=settings
+        )
         self.peak_connections = 0
-        self._fd = -1
         self._hasher = PrefixHasher(self.expected_sha256 is not None, None)
-        self._last_checkpoint = 0.0
-        self._background: asyncio.Task[None] | None = None
         # Per attempt (reset by _download_once).
         self._ranged = asyncio.Event()
         self._accepts_ranges = False
@@ -252,7 +238,6 @@ class FileTransfer:
         self._grow = True
         self._target = 1
         self._piece: int | None = None
-        self._written = 0
         self._direct_url: str | None = None
         self._fast_path = True
 
@@ -261,188 +246,47 @@ class FileTransfer:
     @property
     def downloaded(self) -> int:
         """Bytes on disk for this file: durable ranges plus what parts wrote since."""
-        return self.plan.written
+        return self.partial.downloaded
+
+    @property
+    def transferred(self) -> int:
+        """Bytes this run received and wrote."""
+        return self.partial.transferred
 
     async def run(self) -> TransferResult:
-        self.spec.target.parent.mkdir(parents=True, exist_ok=True)
-        self._load_state()
-        self._open_partial()
+        partial = self.partial
+        partial.open()
+        git_size = partial.size if self.spec.git_sha1 is not None else None
+        self._hasher = PrefixHasher(self.expected_sha256 is not None, git_size)
         try:
-            self._check_space()
-            self._written = self.plan.written
-            self._on_progress(self._written, self.size)
+            partial.reserve()
+            self._on_progress(partial.written, partial.size)
             await self._download()
             self._on_status("verifying")
-            size = self._check_complete()
-            # The rest of the hash reads from a duplicate descriptor on a worker thread, so a
-            # pause that closes ours meanwhile cannot pull the file out from under it.
-            sha256, sha1 = await asyncio.to_thread(self._hasher.finish, os.dup(self._fd), size)
-            self._check_digests(sha256, sha1)
-            os.fsync(self._fd)
-            self._publish()
+            size, sha256 = await partial.verify(
+                self._hasher, self.expected_sha256, self.spec.git_sha1
+            )
+            partial.publish()
         except BaseException:
-            if self._fd >= 0 and self.downloaded == 0:
-                self._close_partial()
-                PartialState.discard(self.spec.target)  # nothing worth keeping
-            else:
-                self._checkpoint(force=True)
+            partial.keep()
             raise
         finally:
-            self._close_partial()
+            partial.close()
         return TransferResult(
             path=self.spec.target,
             size=size,
             sha256=sha256,
-            validator=self.state.validator,
-            transferred=self.transferred,
-        )
-
-    # -- state ----------------------------------------------------------------------------------
-
-    def _load_state(self) -> None:
-        spec = self.spec
-        loaded = PartialState.load(self.state_path, self.part_path)
-        if loaded is not None and loaded.matches(spec.key, spec.size, None):
-            self.state = loaded
-            self.size = spec.size if spec.size is not None else loaded.size
-        else:
-            PartialState.discard(spec.target)
-        self.plan = PartPlan(self.state.done, self.size)
-        self._hasher = PrefixHasher(
-            self.expected_sha256 is not None,
-            self.size if spec.git_sha1 is not None else None,
-        )
-
-    def _open_partial(self) -> None:
-        # O_NOFOLLOW: a symlink planted at the partial path is never written through.
-        flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        try:
-            self._fd = os.open(self.part_path, flags, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                self.part_path.unlink()
-                self._fd = os.open(self.part_path, flags, 0o644)
-            else:
-                raise
-
-    def _close_partial(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def _checkpoint(self, force: bool = False) -> None:
-        """Make written bytes durable, then record them. Never the other way round."""
-        self._last_checkpoint = time.monotonic()
-        if self._fd < 0:
-            return
-        marks = self.plan.marks()
-        if not marks and not force:
-            return
-        try:
-            _datasync(self._fd)
-            self.plan.commit(marks)
-            self.state.size = self.size
-            if self._owns_partial():  # never describe another process's file
-                self.state.save(self.state_path)
-        except OSError:
-            # Disk full or gone while saving: the previous state file still stands (atomic
-            # replace) and claims only bytes that were durable when it was written.
-            if not force:
-                raise
-
-    def _checkpoint_soon(self) -> None:
-        """The periodic checkpoint of the hot path: sync and record in the background, so the
-        streams keep flowing while the disk catches up."""
-        now = time.monotonic()
-        if now - self._last_checkpoint < self.settings.checkpoint_interval:
-            return
-        if self._background is not None and not self._background.done():
-            return
-        self._last_checkpoint = now
-        marks = self.plan.marks()
-        if marks:
-            self._background = asyncio.get_running_loop().create_task(self._checkpoint_async(marks))
-
-    async def _checkpoint_async(self, marks: list[tuple[Part, int]]) -> None:
-        try:
-            await asyncio.to_thread(_datasync_and_close, os.dup(self._fd))
-            self.plan.commit(marks)
-            self.state.size = self.size
-            if self._owns_partial():
-                await asyncio.to_thread(self.state.save, self.state_path)
-        except OSError:
-            pass  # the previous state stands; the write path reports a full disk itself
-
-    async def _settle_background(self) -> None:
-        """Wait for a running background checkpoint."""
-        task, self._background = self._background, None
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-
-    def _owns_partial(self) -> bool:
-        """Is the partial path still the file this transfer writes? Not when another process
-        (with file locks that do nothing) discarded, replaced or published it."""
-        try:
-            mine, there = os.fstat(self._fd), os.lstat(self.part_path)
-        except OSError:
-            return False
-        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
-
-    def _lost_partial(self) -> NbmodelsError:
-        return NbmodelsError(
-            f"{self.spec.name}: another process replaced the partial download at "
-            f"{self.part_path} while this one ran (do file locks work on this file system?); "
-            "nothing was published by this download.",
-            hint="Re-run the download.",
+            validator=partial.state.validator,
+            transferred=partial.transferred,
         )
 
     def _restart(self) -> None:
         """Forget every byte: the remote object changed or refused to resume."""
-        if not self._owns_partial():
-            raise self._lost_partial()  # truncating would cut someone else's (or a final) file
-        self.size = self.spec.size
-        self.plan.reset()
-        self.plan.size = self.size
-        self.state.validator = None
+        self.partial.forget()
         self._hasher.reset()
         self._direct_url = None
-        os.ftruncate(self._fd, 0)
-        self._written = 0
-        self._on_progress(0, self.size)
-        self._check_space()  # the truncate gave the reserved blocks back
-
-    def _check_space(self, size: int | None = None) -> None:
-        """Refuse at once when the rest of the file (``size`` bytes in all, default the known
-        size) cannot fit, then reserve its blocks (``fallocate``, keeping the file's size), so
-        that a disk filling up meanwhile cannot stop the download half way. Blocks already held
-        (written, or reserved by an earlier attempt) are not asked for twice."""
-        size = self.size if size is None else size
-        if size is None:
-            return
-        needed = size - self._held_bytes()
-        if needed <= 0:
-            return
-        where = self.part_path.parent
-        available = shutil.disk_usage(where).free
-        if needed + self.settings.space_margin > available:
-            raise _space_error(where, needed, available, self.downloaded)
-        if _fallocate is None or _fallocate(self._fd, _FALLOC_FL_KEEP_SIZE, 0, size) == 0:
-            return
-        err = ctypes.get_errno()
-        if err in (errno.ENOSPC, errno.EDQUOT):
-            # Give back what the failed call took past the end of the data; the data stays.
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, os.fstat(self._fd).st_size)
-            raise _space_error(where, needed, shutil.disk_usage(where).free, self.downloaded)
-        # Any other answer (EOPNOTSUPP, ENOSYS, ...): this file system cannot reserve; the
-        # file is written sparse and a full disk is reported when a write meets it.
-
-    def _held_bytes(self) -> int:
-        """Bytes of the partial file already on the disk: its allocated blocks where the
-        system reports them, else the ranges recorded as written."""
-        blocks = getattr(os.fstat(self._fd), "st_blocks", None)
-        covered = self.state.done.covered
-        return covered if blocks is None else max(covered, blocks * 512)
+        self._on_progress(0, self.partial.size)
+        self.partial.reserve()  # the truncate gave the reserved blocks back
 
     # -- orchestration --------------------------------------------------------------------------
 
@@ -450,13 +294,14 @@ class FileTransfer:
         restarts = 0
         passes = 0
         while True:
-            if self.size is not None and not self.state.done.gaps(self.size):
+            size = self.partial.size
+            if size is not None and not self.partial.state.done.gaps(size):
                 return
             passes += 1
             if passes > 1 + restarts + self.settings.max_attempts:
                 raise NetworkError(
                     f"{redact_url(self.spec.url)} ended every connection before the file was "
-                    f"complete. {_kept(self.downloaded, self.size)}",
+                    f"complete. {_kept(self.downloaded, self.partial.size)}",
                     hint=None if self.downloaded else "Try again later.",
                 )
             try:
@@ -480,12 +325,12 @@ class FileTransfer:
         loop = asyncio.get_running_loop()
         helpers = [loop.create_task(self._report())]
         if self._hasher.active:
-            self._hasher.start(os.dup(self._fd))
+            self._hasher.start(self.partial.dup())
             helpers.append(loop.create_task(self._hash_loop()))
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                self._start_worker(self.plan.first_part())
+                self._start_worker(self.partial.plan.first_part())
                 self._controller = group.create_task(self._control())
         except BaseExceptionGroup as eg:
             raise pick_error(
@@ -498,12 +343,11 @@ class FileTransfer:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await asyncio.to_thread(self._hasher.stop)
-            self._on_progress(self._written, self.size)
-            await self._settle_background()
-            self._checkpoint(force=True)
-        if self.size is None:
-            self.size = self.plan.written
-            self.plan.size = self.size
+            self._on_progress(self.partial.written, self.partial.size)
+            await self.partial.settle()
+            self.partial.checkpoint(force=True)
+        if self.partial.size is None:
+            self.partial.resize(self.partial.plan.written)
 
     def _start_worker(self, part: Part) -> None:
         assert self._group is not None
@@ -516,9 +360,9 @@ class FileTransfer:
         """Connections take the file in order, a piece at a time, so the contiguous prefix —
         what the hasher can digest — grows while the transfer runs. None: one connection."""
         limit = self._max_connections()
-        if limit == 1 or self.size is None:
+        if limit == 1 or self.partial.size is None:
             return None
-        return _aligned(min(PIECE_MAX, max(PIECE_MIN, self.size // (limit * 4))))
+        return _aligned(min(PIECE_MAX, max(PIECE_MIN, self.partial.size // (limit * 4))))
 
     def _piece_for(self, rate: float) -> int:
         """Pieces of about PIECE_TIME at a connection's pace: fewer request turnarounds for a
@@ -528,9 +372,9 @@ class FileTransfer:
         return _aligned(max(PIECE_MIN, min(PIECE_MAX, span_share, int(rate * PIECE_TIME))))
 
     def _max_connections(self) -> int:
-        if not self._accepts_ranges or self.size is None:
+        if not self._accepts_ranges or self.partial.size is None:
             return 1
-        return self.connections or auto_connections(self.size)
+        return self.connections or auto_connections(self.partial.size)
 
     async def _control(self) -> None:
         """Choose the number of connections, then add more while they pay off (a hill climb
@@ -555,12 +399,12 @@ class FileTransfer:
         settled = self._target
         while True:
             if not self._workers:
-                part = self.plan.next_part(self._piece) if self._accepts_ranges else None
+                part = self.partial.plan.next_part(self._piece) if self._accepts_ranges else None
                 if part is None:
                     return
                 self._start_worker(part)
             while len(self._workers) < self._target:
-                part = self.plan.next_part(self._piece)
+                part = self.partial.plan.next_part(self._piece)
                 if part is None:
                     break
                 self._start_worker(part)
@@ -613,12 +457,12 @@ class FileTransfer:
                 if self._piece is not None:
                     rate = (part.pos - first) / max(time.monotonic() - started, 1e-3)
                     piece = self._piece_for(rate)
-                part = self.plan.next_part(piece)
+                part = self.partial.plan.next_part(piece)
         finally:
             conn.close()
             me = asyncio.current_task()
             last = not any(w is not me for w in self._workers)
-            work_left = self._accepts_ranges and self.plan.next_part_available()
+            work_left = self._accepts_ranges and self.partial.plan.next_part_available()
             if self._controller is not None and last and not work_left:
                 self._controller.cancel()  # the last connection is done: so is the file
 
@@ -657,7 +501,7 @@ class FileTransfer:
 
     def _gave_up(self, failure: RetryableError) -> NetworkError:
         """The error after the last attempt: what failed, how often, and what is kept."""
-        kept = _kept(self.downloaded, self.size)
+        kept = _kept(self.downloaded, self.partial.size)
         if failure.refused:
             reason = f"{failure.reason[:1].upper()}{failure.reason[1:]}"
             refused = f"{reason} {self._refused} times in a row"
@@ -677,7 +521,7 @@ class FileTransfer:
     async def _hash_loop(self) -> None:
         """Tell the hasher how far the contiguous written prefix reaches, as it grows."""
         while True:
-            self._hasher.readable_to(self.plan.written_prefix())
+            self._hasher.readable_to(self.partial.plan.written_prefix())
             await asyncio.sleep(0.05)
 
     # -- one request ----------------------------------------------------------------------------
@@ -696,11 +540,11 @@ class FileTransfer:
     async def _fetch_httpx(self, part: Part, conn: _Conn) -> None:
         headers = {"Accept-Encoding": "identity"}
         asked_end = part.end
-        if part.end is not None or part.pos > 0 or self.size is None:
+        if part.end is not None or part.pos > 0 or self.partial.size is None:
             last = "" if part.end is None else str(part.end - 1)
             headers["Range"] = f"bytes={part.pos}-{last}"
-            if part.pos > 0 and self.state.validator:
-                headers["If-Range"] = self.state.validator
+            if part.pos > 0 and self.partial.state.validator:
+                headers["If-Range"] = self.partial.state.validator
         switch_to: str | None = None
         async with open_stream(
             self.client,
@@ -752,8 +596,8 @@ class FileTransfer:
             "Accept-Encoding": "identity",
             "Range": f"bytes={part.pos}-{part.end - 1}",
         }
-        if self.state.validator:
-            headers["If-Range"] = self.state.validator
+        if self.partial.state.validator:
+            headers["If-Range"] = self.partial.state.validator
         shown = redact_url(url)
 
         def check(head: RawHead) -> int:
@@ -769,7 +613,7 @@ class FileTransfer:
                 raise Unsupported("no Content-Length")
             return length
 
-        writer = _PartWriter(self, part)
+        writer = _PartWriter(self.partial, self._hasher, part)
         try:
             await conn.for_url(url).get(
                 url,
@@ -790,27 +634,27 @@ class FileTransfer:
     def _accept(self, answer: Answer, part: Part, asked_end: int | None, url: str) -> None:
         """Check an answer against what was asked (:mod:`._answer`), then learn from it: the
         size (reserving its blocks), the validator, whether ranges work, where the part ends."""
+        partial = self.partial
         known = Known(
             name=self.spec.name,
             expected=self.spec.size,
-            size=self.size,
-            validator=self.state.validator,
-            written=self.plan.written,
+            size=partial.size,
+            validator=partial.state.validator,
+            written=partial.plan.written,
         )
         reserved = announced_size(answer, known)
         if reserved is not None:
-            self._check_space(reserved)  # too big for the disk: that is the error to report
+            partial.reserve(reserved)  # too big for the disk: that is the error to report
         outcome = check_answer(answer, Asked(part.pos, asked_end), known, redact_url(url))
         if not isinstance(outcome, Accepted):
             raise outcome
-        if outcome.total != self.size:
+        if outcome.total != partial.size:
             if outcome.total is not None and outcome.total != reserved:
-                self._check_space(outcome.total)
-            self.size = outcome.total
-            self.plan.size = outcome.total
+                partial.reserve(outcome.total)
+            partial.resize(outcome.total)
         if outcome.whole:
             part.end = outcome.total
-        self.state.validator = outcome.validator
+        partial.state.validator = outcome.validator
         self._accepts_ranges = outcome.ranges_ok
 
     async def _stream(self, response: httpx2.Response, part: Part) -> None:
@@ -834,112 +678,29 @@ class FileTransfer:
     def _write(self, part: Part, chunk: bytes | memoryview) -> bool:
         """Write one chunk received on the loop at the part's position; False once the part is
         complete."""
-        self._put(part, chunk)
-        self._on_progress(self._written, self.size)
-        self._checkpoint_soon()
+        partial = self.partial
+        partial.put(part, chunk)
+        self._on_progress(partial.written, partial.size)
+        partial.checkpoint_soon()
         return part.end is None or part.pos < part.end
-
-    def _put(self, part: Part, chunk: bytes | memoryview) -> int:
-        """Write ``chunk`` at the part's position (clipped at its end: a steal moved it, or the
-        server sent extra bytes). The hot path of every transfer, on the loop or on a
-        connection's thread: constant work per chunk."""
-        end = part.end
-        n = len(chunk)
-        if end is not None and part.pos + n > end:
-            n = max(0, end - part.pos)
-            chunk = chunk[:n]
-        if n == 0:
-            return 0
-        try:
-            written = _pwrite(self._fd, chunk, part.pos)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                where = self.part_path.parent
-                remaining = (self.size or part.pos + n) - self._written
-                free = shutil.disk_usage(where).free
-                raise _space_error(where, remaining, free, self.downloaded) from exc
-            raise
-        if written != n:  # short write: the disk filled up between checks
-            raise _space_error(self.part_path.parent, n - written, 0, self.downloaded)
-        with self.plan.lock:
-            part.pos += n
-            self.transferred += n
-            self._written += n
-        return n
 
     async def _report(self) -> None:
         """Progress and checkpoints for what the connections' threads write (they never call
         into the loop themselves), and early writeback: the disk writes the data while it
         arrives, so the fsync before publishing finds little left to do."""
+        partial = self.partial
         reported = -1
-        flushed = self._written
+        flushed = partial.written
         flushing: asyncio.Future[None] | None = None
-        loop = asyncio.get_running_loop()
         while True:
-            if self._written != reported:
-                reported = self._written
-                self._on_progress(reported, self.size)
-                self._checkpoint_soon()
+            if partial.written != reported:
+                reported = partial.written
+                self._on_progress(reported, partial.size)
+                partial.checkpoint_soon()
             if reported - flushed >= WRITEBACK_STEP and (flushing is None or flushing.done()):
                 flushed = reported
-                flushing = loop.run_in_executor(None, _start_writeback, os.dup(self._fd))
+                flushing = partial.start_writeback()
             await asyncio.sleep(REPORT_INTERVAL)
-
-    # -- verify and publish ---------------------------------------------------------------------
-
-    def _check_complete(self) -> int:
-        size = self.size
-        covered = self.state.done.covered
-        on_disk = os.fstat(self._fd).st_size
-        if size is None or on_disk != size or covered != size:
-            self.discard_on_failure()
-            raise IntegrityError(
-                f"{self.spec.name}: expected {size} bytes but {covered} arrived; "
-                "nothing was saved.",
-                expected=size,
-                actual=covered,
-                hint="Re-run the download.",
-            )
-        return size
-
-    def _check_digests(self, sha256: str | None, sha1: str | None) -> None:
-        name = self.spec.name
-        if self.expected_sha256 is not None and sha256 != self.expected_sha256:
-            self.discard_on_failure()
-            raise IntegrityError(
-                f"{name}: sha256 mismatch (expected {self.expected_sha256}, got {sha256}); "
-                "the corrupt download was discarded and nothing was saved.",
-                expected=self.expected_sha256,
-                actual=sha256,
-                hint="Re-run to download it again; if it repeats, the source differs from the "
-                "digest you were given.",
-            )
-        if self.spec.git_sha1 is not None and sha1 != self.spec.git_sha1:
-            self.discard_on_failure()
-            raise IntegrityError(
-                f"{name}: git blob SHA-1 mismatch (expected {self.spec.git_sha1}, got {sha1}); "
-                "the corrupt download was discarded and nothing was saved.",
-                expected=self.spec.git_sha1,
-                actual=sha1,
-                hint="Re-run to download it again.",
-            )
-
-    def discard_on_failure(self) -> None:
-        self.plan.reset()
-        self._close_partial()
-        PartialState.discard(self.spec.target)
-
-    def _publish(self) -> None:
-        target = self.spec.target
-        if not self._owns_partial():
-            raise self._lost_partial()  # what is there is not what was verified
-        # os.replace swaps the directory entry: a symlink planted at the target is replaced,
-        # never followed.
-        os.replace(self.part_path, target)
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-        _fsync_dir(target.parent)
-
 
 def _closed_early(part: Part, shown: str) -> RetryableError:
     return RetryableError(
@@ -958,88 +719,3 @@ def _kept(downloaded: int, size: int | None) -> str:
 
 def _aligned(piece: int) -> int:
     return piece - piece % (64 << 10)
-
-
-def _linux_libc(name: str, *argtypes: type) -> Callable[..., int] | None:
-    """A libc function taking ``argtypes`` and returning int (errno kept), Linux only."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = list(argtypes)
-    fn.restype = ctypes.c_int
-    return cast(Callable[..., int], fn)
-
-
-_sync_file_range = _linux_libc(
-    "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
-)
-#: Reserves a file's blocks (tests replace it to simulate a file system without it).
-_fallocate = _linux_libc("fallocate64", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-_FALLOC_FL_KEEP_SIZE = 1
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _start_writeback(fd: int) -> None:
-    """Start writing ``fd``'s dirty pages to disk (closes ``fd``). On Linux this does not wait
-    for the disk; elsewhere it is a plain data sync."""
-    try:
-        if _sync_file_range is not None:
-            _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # failure: nothing to do
-        else:
-            _datasync(fd)
-    except OSError:
-        pass  # only an early start; the fsync before publishing reports real trouble
-    finally:
-        os.close(fd)
-
-
-def _datasync(fd: int) -> None:
-    """Make ``fd``'s data durable (``fsync`` where there is no ``fdatasync``)."""
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:
-        os.fsync(fd)
-
-
-def _datasync_and_close(fd: int) -> None:
-    try:
-        _datasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _space_error(where: Path, needed: int, available: int, kept: int) -> InsufficientSpaceError:
-    """``kept``: bytes of the partial file that stay on disk for a resume (0: nothing)."""
-    missing = max(0, needed - available)
-    outcome = (
-        f"the partial download ({format_bytes(kept)}) is kept" if kept else "nothing was written"
-    )
-    again = "run the download again to resume" if kept else "run the download again"
-    return InsufficientSpaceError(
-        f"Not enough disk space in {where}: the download needs {format_bytes(needed)} more, "
-        f"{format_bytes(available)} is free ({format_bytes(missing)} missing); {outcome}.",
-        hint=(
-            f"Free up space and {again}, or choose a directory on another disk with ",
-            Option("dir"),
-            ".",
-        ),
-        needed=needed,
-        available=available,
-        path=str(where),
-    )
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
