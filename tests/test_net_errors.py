@@ -119,9 +119,7 @@ def test_each_httpx2_exception_maps_to_its_outcome(name: str) -> None:
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v,
 )
-def test_each_socket_error_of_the_fast_path_maps_to_a_retry(
-    exc: OSError, expected: str
-) -> None:
+def test_each_socket_error_of_the_fast_path_maps_to_a_retry(exc: OSError, expected: str) -> None:
     assert kind_of(exc) in (Kind.CONNECTION, Kind.TIMEOUT)
     assert _outcome(exc) == expected
 
