@@ -46,9 +46,11 @@ def tls_context() -> ssl.SSLContext:
         return ctx
 
 
-def make_client(settings: Settings) -> httpx2.AsyncClient:
-    """An async client with nbmodels' timeouts, no automatic redirects (:func:`open_stream`
-    follows them by hand) and ``Accept-Encoding: identity``; its log lines are redacted."""
+def make_client(settings: Settings, *, verify: bool = True) -> httpx2.AsyncClient:
+    """The HTTP client of the engine (or of one job with its own timeouts): nbmodels'
+    timeouts, no automatic redirects (:func:`open_stream` follows them by hand),
+    ``Accept-Encoding: identity``, its log lines redacted. ``verify=False`` skips certificate
+    checks: only for a job that asked for it (see ``Options.verify_tls``)."""
     logger = logging.getLogger("httpx2")
     if _log_filter not in logger.filters:
         logger.addFilter(_log_filter)
@@ -60,7 +62,7 @@ def make_client(settings: Settings) -> httpx2.AsyncClient:
     )
     limits = httpx2.Limits(max_connections=None, max_keepalive_connections=32)
     return httpx2.AsyncClient(
-        verify=tls_context(),
+        verify=tls_context() if verify else False,
         timeout=timeout,
         limits=limits,
         follow_redirects=False,

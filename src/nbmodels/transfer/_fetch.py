@@ -135,6 +135,7 @@ class Fetcher:
         hasher: PrefixHasher,
         *,
         connections: int | None,
+        fast_path: bool,
         on_progress: Callable[[int, int | None], None],
     ) -> None:
         self.spec = spec
@@ -145,8 +146,9 @@ class Fetcher:
         self.connections = connections
         self._on_progress = on_progress
         self.direct_url: str | None = None
-        #: False once the fast path failed for this file.
-        self._fast_path = True
+        #: False when the caller keeps every byte on ``client``, or once the fast path failed
+        #: for this file.
+        self._fast_path = fast_path
 
     def max_connections(self, attempt: Attempt) -> int:
         return max_connections(self.partial.size, attempt.ranges_ok, self.connections)

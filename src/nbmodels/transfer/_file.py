@@ -72,6 +72,8 @@ class FileTransfer:
     ``on_status(status)`` when the phase changes ("downloading", "verifying");
     ``on_retry(reason, attempt, delay)`` before it waits to try again after a failure.
     ``connections`` caps the connections for this file (None: automatic).
+    ``fast_path=False`` keeps every byte on ``client`` (e.g. a client that skips TLS checks:
+    the fast path's connections always verify).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class FileTransfer:
         on_progress: ProgressFn | None = None,
         on_status: StatusFn | None = None,
         on_retry: RetryFn | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.spec = spec
         self.client = client
@@ -106,6 +109,7 @@ class FileTransfer:
             self.partial,
             self._hasher,
             connections=connections,
+            fast_path=fast_path,
             on_progress=self._on_progress,
         )
         self._attempt = Attempt()
