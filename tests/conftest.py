@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,9 +47,9 @@ def settings() -> Settings:
     return FAST
 
 
-@pytest.fixture
-def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
-    """A fresh engine, installed as the process-wide one for the test."""
+@contextlib.contextmanager
+def installed_engine(settings: Settings) -> Iterator[_engine.Engine]:
+    """A fresh engine, installed as the process-wide one while the block runs."""
     eng = _engine.Engine(settings, home=Path(os.environ["NBMODELS_HOME"]))
     previous = _engine.set_engine(eng)
     try:
@@ -56,6 +57,13 @@ def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
     finally:
         eng.close()
         _engine.set_engine(previous)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
+    """A fresh engine, installed as the process-wide one for the test."""
+    with installed_engine(settings) as eng:
+        yield eng
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ import nbmodels
 from nbmodels.engine import _engine
 from nbmodels.net import tls_context
 from nbmodels.transfer import partial_paths
-from tests.conftest import FAST, payload
+from tests.conftest import FAST, installed_engine, payload
 from tests.faultserver import Fault, FaultServer, Request, http_date
 
 MIB = 1 << 20
@@ -142,18 +142,9 @@ def expect_error(job: nbmodels.Job, kind: type[BaseException], timeout: float = 
     return info.value
 
 
-@contextlib.contextmanager
-def custom_engine(**changes: Any) -> Iterator[_engine.Engine]:
+def custom_engine(**changes: Any) -> contextlib.AbstractContextManager[_engine.Engine]:
     """An engine with FAST settings changed (and installed as the process-wide one)."""
-    eng = _engine.Engine(
-        dataclasses.replace(FAST, **changes), home=Path(os.environ["NBMODELS_HOME"])
-    )
-    previous = _engine.set_engine(eng)
-    try:
-        yield eng
-    finally:
-        eng.close()
-        _engine.set_engine(previous)
+    return installed_engine(dataclasses.replace(FAST, **changes))
 
 
 class Snapshots:
