@@ -24,8 +24,8 @@ from .._progress import format_bytes
 from .._refs import ModelRef, parse_ref, split_quant_name
 from ..errors import NbmodelsError, NotFoundError, OfflineError
 from ..hub._storage import CacheRepo, LocalDirRepo
+from ..net import make_client
 from ..sources._hf import split_siblings
-from ..transfer import make_client
 from ._gguf import FILE_TYPE_NAMES, GGUFArray, GGUFHeader
 from ._memory import MemoryEstimate, estimate
 from ._remote import HubSession, RemoteFile, hub_session, run_sync

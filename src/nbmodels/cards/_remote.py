@@ -25,9 +25,8 @@ from .._redact import redact_url
 from .._refs import REPO_URL_PREFIX, ModelRef
 from ..errors import NetworkError
 from ..hub._api import HubApi, find_repo
-from ..net import open_stream, with_retries
+from ..net import Credential, make_client, open_stream, origin_of, with_retries
 from ..sources._hf import hf_endpoint
-from ..transfer import Credential, make_client, origin_of
 
 __all__ = ["HubSession", "RemoteFile", "hub_session", "run_sync", "token_for"]
 
