@@ -203,8 +203,8 @@ class Fetcher:
             raise _closed_early(part, redact_url(final_url))
 
     def _range_headers(self, part: Part) -> dict[str, str]:
-        """What to ask httpx2 for: the rest of ``part`` (the whole file from byte 0 when its
-        size is known and the part runs to its end), with the validator from byte 1 on."""
+        """What to ask httpx2 for: the rest of ``part`` as a range (no range for an
+        open-ended part from byte 0 of a file of known size), with ``If-Range`` from byte 1 on."""
         headers = {"Accept-Encoding": "identity"}
         validator = self.partial.state.validator
         if part.end is not None or part.pos > 0 or self.partial.size is None:
