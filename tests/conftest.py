@@ -3,6 +3,7 @@ server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,9 +49,9 @@ def settings() -> Settings:
     return FAST
 
 
-@pytest.fixture
-def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
-    """A fresh engine, installed as the process-wide one for the test."""
+@contextlib.contextmanager
+def installed_engine(settings: Settings) -> Iterator[_engine.Engine]:
+    """A fresh engine, installed as the process-wide one while the block runs."""
     eng = _engine.Engine(settings, home=Path(os.environ["NBMODELS_HOME"]))
     previous = _engine.set_engine(eng)
     try:
@@ -58,6 +59,13 @@ def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
     finally:
         eng.close()
         _engine.set_engine(previous)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, settings: Settings) -> Iterator[_engine.Engine]:
+    """A fresh engine, installed as the process-wide one for the test."""
+    with installed_engine(settings) as eng:
+        yield eng
 
 
 @pytest.fixture

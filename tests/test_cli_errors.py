@@ -28,7 +28,7 @@ from nbmodels._options import Options, OptionValueError
 from nbmodels.engine import _engine
 from nbmodels.errors import InsufficientSpaceError, NbmodelsError, Option
 from nbmodels.testing import HubEmulator
-from nbmodels.transfer import _file
+from nbmodels.transfer import _partial
 from tests.conftest import FAST, payload
 from tests.faultserver import FaultServer
 
@@ -358,7 +358,7 @@ def test_disk_full_mid_way_says_what_is_kept(
         written[0] += len(chunk)
         return os.pwrite(fd, chunk, offset)
 
-    monkeypatch.setattr(_file, "_pwrite", pwrite)
+    monkeypatch.setattr(_partial, "_pwrite", pwrite)
     job = nbmodels.download(server.url("m.bin"), dir=tmp_path / "out", connections=1)
     with pytest.raises(InsufficientSpaceError) as info:
         job.wait(30)

@@ -423,11 +423,11 @@ def test_disk_full_mid_way_keeps_resume_state(
 ) -> None:
     import errno
 
-    from nbmodels.transfer import _file
+    from nbmodels.transfer import _partial
 
     data = payload(SIZE)
     server.add_file("m.bin", data)
-    real = _file._pwrite
+    real = _partial._pwrite
     written = 0
 
     def full_disk(fd: int, chunk: bytes, offset: int) -> int:
@@ -437,7 +437,7 @@ def test_disk_full_mid_way_keeps_resume_state(
         written += len(chunk)
         return real(fd, chunk, offset)
 
-    monkeypatch.setattr(_file, "_pwrite", full_disk)
+    monkeypatch.setattr(_partial, "_pwrite", full_disk)
     job = _download(server, "m.bin", tmp_path)
     with pytest.raises(nbmodels.InsufficientSpaceError, match="resume"):
         job.wait(30)
@@ -445,7 +445,7 @@ def test_disk_full_mid_way_keeps_resume_state(
     assert not (out / "m.bin").exists()
     part, state = partial_paths(out / "m.bin")
     assert part.exists() and state.exists()
-    monkeypatch.setattr(_file, "_pwrite", real)
+    monkeypatch.setattr(_partial, "_pwrite", real)
     server.clear_log()
     path = _download(server, "m.bin", tmp_path).wait(30)
     assert path.read_bytes() == data

@@ -39,9 +39,9 @@ import pytest
 
 import nbmodels
 from nbmodels.engine import _engine
-from nbmodels.net import _http
+from nbmodels.net import tls_context
 from nbmodels.transfer import partial_paths
-from tests.conftest import FAST, payload
+from tests.conftest import FAST, installed_engine, payload
 from tests.faultserver import Fault, FaultServer, Request, http_date
 
 MIB = 1 << 20
@@ -142,18 +142,9 @@ def expect_error(job: nbmodels.Job, kind: type[BaseException], timeout: float = 
     return info.value
 
 
-@contextlib.contextmanager
-def custom_engine(**changes: Any) -> Iterator[_engine.Engine]:
+def custom_engine(**changes: Any) -> contextlib.AbstractContextManager[_engine.Engine]:
     """An engine with FAST settings changed (and installed as the process-wide one)."""
-    eng = _engine.Engine(
-        dataclasses.replace(FAST, **changes), home=Path(os.environ["NBMODELS_HOME"])
-    )
-    previous = _engine.set_engine(eng)
-    try:
-        yield eng
-    finally:
-        eng.close()
-        _engine.set_engine(previous)
+    return installed_engine(dataclasses.replace(FAST, **changes))
 
 
 class Snapshots:
@@ -405,15 +396,15 @@ def test_tls_context_is_shared_and_follows_the_ca_variables(
     store costs ~50 ms each time), and a changed SSL_CERT_FILE gets its own."""
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    system = _http.tls_context()
-    assert _http.tls_context() is system
+    system = tls_context()
+    assert tls_context() is system
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))
-    ours = _http.tls_context()
-    assert ours is not system and _http.tls_context() is ours
+    ours = tls_context()
+    assert ours is not system and tls_context() is ours
     subjects = [cert.get("subject") for cert in ours.get_ca_certs()]
     assert subjects == [((("commonName", "127.0.0.1"),),)]
     monkeypatch.delenv("SSL_CERT_FILE")
-    assert _http.tls_context() is system
+    assert tls_context() is system
 
 
 # ==========================================================================================

@@ -242,7 +242,7 @@ def test_disk_full_names_the_flag_and_what_is_kept(
 ) -> None:
     import errno
 
-    from nbmodels.transfer import _file
+    from nbmodels.transfer import _partial
 
     url = add(server, "full.bin")
     written = [0]
@@ -253,7 +253,7 @@ def test_disk_full_names_the_flag_and_what_is_kept(
         written[0] += len(chunk)
         return os.pwrite(fd, chunk, offset)
 
-    monkeypatch.setattr(_file, "_pwrite", pwrite)
+    monkeypatch.setattr(_partial, "_pwrite", pwrite)
     assert ip.run_line_magic("model_download", f"{url} --dir {out} --connections 1 -q") is None
     err = capsys.readouterr().err
     assert err.startswith(f"InsufficientSpaceError: Not enough disk space in {out}") and (

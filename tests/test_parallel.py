@@ -23,12 +23,6 @@ from hypothesis import strategies as st
 import nbmodels
 from nbmodels.engine import _engine
 from nbmodels.transfer import RangeSet, partial_paths
-from nbmodels.transfer._file import (
-    FAST_STREAM,
-    START_RATE,
-    auto_connections,
-    start_connections,
-)
 from nbmodels.transfer._parts import MIN_PART, STEAL_AFTER, Part, PartPlan
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer
@@ -49,25 +43,6 @@ def _ranges(server: FaultServer, name: str) -> list[tuple[int, int | None, int]]
                 (int(m.group(1)), int(m.group(2)) if m.group(2) else None, r.body_bytes_sent)
             )
     return out
-
-
-def test_auto_connections_rule() -> None:
-    assert auto_connections(None) == 1
-    assert auto_connections(5 * MIB) == 1  # small files: one connection
-    assert auto_connections(64 * MIB) == 16
-    assert auto_connections(10 * 1024 * MIB) == 64
-
-
-def test_start_follows_the_first_connections_rate() -> None:
-    """A fast first stream stays alone; a capped one gets company to reach START_RATE."""
-    assert start_connections(FAST_STREAM * 2, 64) == 1
-    assert start_connections(FAST_STREAM, 64) == 1
-    assert start_connections(FAST_STREAM - 1, 64) == 3
-    assert start_connections(START_RATE / 2.5, 64) == 3
-    assert start_connections(START_RATE, 64) == 1  # (START_RATE is above FAST_STREAM)
-    assert start_connections(20e6, 64) == 60  # a 20 MB/s per-connection CDN
-    assert start_connections(1e6, 64) == 64  # never beyond the limit
-    assert start_connections(0.0, 8) == 8  # nothing measured (a stall): the limit
 
 
 def test_parallel_download_is_byte_exact_with_disjoint_ranges(

@@ -32,7 +32,7 @@ import pytest
 import nbmodels
 from nbmodels.engine import _engine
 from nbmodels.testing import GeneratedFile, HubEmulator
-from nbmodels.transfer import RangeSet, _file, partial_paths
+from nbmodels.transfer import RangeSet, _partial, partial_paths
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 from tests.test_hostile import Scripted, Seen, custom_engine, file_answer, leftovers
@@ -299,7 +299,7 @@ def test_disk_full_on_parallel_connections_keeps_true_resume_state(
     server.add_file("m.bin", data)
     for _ in range(6):
         server.add_fault("m.bin", Fault.trickle(3 * MIB))
-    monkeypatch.setattr(_file, "_pwrite", _disk_fills_after(3 * MIB, err))
+    monkeypatch.setattr(_partial, "_pwrite", _disk_fills_after(3 * MIB, err))
     out = tmp_path / "out"
     job = nbmodels.download(server.url("m.bin"), dir=out, connections=4)
     with pytest.raises(nbmodels.InsufficientSpaceError) as info:
@@ -308,7 +308,7 @@ def test_disk_full_on_parallel_connections_keeps_true_resume_state(
     assert not (out / "m.bin").exists()
     durable = durable_claims(out / "m.bin", data)
     assert durable.covered > 0
-    monkeypatch.setattr(_file, "_pwrite", os.pwrite)
+    monkeypatch.setattr(_partial, "_pwrite", os.pwrite)
     server.clear_faults()
     server.clear_log()
     path = nbmodels.download(server.url("m.bin"), dir=out, connections=4).wait(60)
@@ -330,13 +330,13 @@ def test_short_write_is_insufficient_space(
             return real(fd, bytes(chunk)[: max(0, len(chunk) - 1)], offset)
         return real(fd, chunk, offset)
 
-    monkeypatch.setattr(_file, "_pwrite", short)
+    monkeypatch.setattr(_partial, "_pwrite", short)
     out = tmp_path / "out"
     with pytest.raises(nbmodels.InsufficientSpaceError):
         nbmodels.download(server.url("m.bin"), dir=out).wait(60)
     assert not (out / "m.bin").exists()
     durable_claims(out / "m.bin", data)
-    monkeypatch.setattr(_file, "_pwrite", os.pwrite)
+    monkeypatch.setattr(_partial, "_pwrite", os.pwrite)
     assert nbmodels.download(server.url("m.bin"), dir=out).wait(60).read_bytes() == data
 
 
@@ -395,7 +395,7 @@ def test_real_disk_full_mid_way_keeps_resume_state_and_leaves_nothing_behind(
 ) -> None:
     """On a file system that cannot reserve blocks, a disk that fills up half way is a clean,
     resumable error."""
-    monkeypatch.setattr(_file, "_fallocate", None)
+    monkeypatch.setattr(_partial, "_fallocate", None)
     size = 6 * MIB
     data = payload(size, seed=26)
     server.add_file("m.bin", data)
@@ -464,10 +464,10 @@ def test_reservation_refused_is_insufficient_space_and_keeps_the_data(
     data = payload(SIZE, seed=28)
     server.add_file("m.bin", data)
     out = tmp_path / "out"
-    real = _file._fallocate
+    real = _partial._fallocate
     calls: list[tuple[int, int]] = []
     # Refused before a byte is written: nothing is left behind.
-    monkeypatch.setattr(_file, "_fallocate", _refusing(calls))
+    monkeypatch.setattr(_partial, "_fallocate", _refusing(calls))
     with pytest.raises(nbmodels.InsufficientSpaceError) as info:
         nbmodels.download(server.url("m.bin"), dir=out).wait(60)
     assert calls == [(0, SIZE)] and info.value.needed == SIZE
@@ -475,16 +475,16 @@ def test_reservation_refused_is_insufficient_space_and_keeps_the_data(
     assert "resume" not in str(info.value) and "kept" not in str(info.value)
     assert leftovers(out) == []
     # A sparse partial file (written where reserving was impossible, then the disk filled).
-    monkeypatch.setattr(_file, "_fallocate", None)
-    monkeypatch.setattr(_file, "_pwrite", _disk_fills_after(300_000))
+    monkeypatch.setattr(_partial, "_fallocate", None)
+    monkeypatch.setattr(_partial, "_pwrite", _disk_fills_after(300_000))
     with pytest.raises(nbmodels.InsufficientSpaceError):
         nbmodels.download(server.url("m.bin"), dir=out).wait(60)
     part = partial_paths(out / "m.bin")[0]
     kept, durable = part.stat().st_size, durable_claims(out / "m.bin", data)
     assert durable.covered > 0
     # Resuming, the reservation of the rest is refused: the data and its state stand.
-    monkeypatch.setattr(_file, "_pwrite", os.pwrite)
-    monkeypatch.setattr(_file, "_fallocate", _refusing(calls))
+    monkeypatch.setattr(_partial, "_pwrite", os.pwrite)
+    monkeypatch.setattr(_partial, "_fallocate", _refusing(calls))
     with pytest.raises(nbmodels.InsufficientSpaceError) as info:
         nbmodels.download(server.url("m.bin"), dir=out).wait(60)
     assert calls[1:] == [(0, SIZE)] and 0 < info.value.needed <= SIZE - durable.covered
@@ -492,7 +492,7 @@ def test_reservation_refused_is_insufficient_space_and_keeps_the_data(
     assert part.stat().st_size == kept
     assert durable_claims(out / "m.bin", data) == durable
     # With the space back, it resumes where the durable bytes end.
-    monkeypatch.setattr(_file, "_fallocate", real)
+    monkeypatch.setattr(_partial, "_fallocate", real)
     server.clear_log()
     assert nbmodels.download(server.url("m.bin"), dir=out).wait(60).read_bytes() == data
     assert starts(server.requests_for("m.bin"))[0] >= durable.prefix()
@@ -532,7 +532,7 @@ def test_failed_forced_update_keeps_the_previous_good_file(
         server.add_fault("m.bin", Fault.drop(after=500_000))
         server.add_fault("m.bin", Fault.drop(after=0), times=-1)
     elif how == "disk-full":
-        monkeypatch.setattr(_file, "_pwrite", _disk_fills_after(200_000))
+        monkeypatch.setattr(_partial, "_pwrite", _disk_fills_after(200_000))
         expected = nbmodels.InsufficientSpaceError
     else:
         server.add_fault("m.bin", Fault.trickle(200_000))
@@ -544,7 +544,7 @@ def test_failed_forced_update_keeps_the_previous_good_file(
     with pytest.raises(expected):
         job.wait(60)
     assert (out / "m.bin").read_bytes() == old
-    monkeypatch.setattr(_file, "_pwrite", os.pwrite)
+    monkeypatch.setattr(_partial, "_pwrite", os.pwrite)
     server.clear_faults()
     server.clear_log()
     again = nbmodels.download(server.url("m.bin"), dir=out)

@@ -16,7 +16,7 @@ from nbmodels._options import Options
 from nbmodels._paths import UnsafePathError, contained, safe_filename
 from nbmodels._progress import Progress, SpeedMeter, format_bytes, format_duration, format_progress
 from nbmodels._redact import redact_text, redact_url
-from nbmodels.net._http import Credential, backoff_delay, origin_of, parse_retry_after
+from nbmodels.net import Credential, backoff_delay, origin_of, parse_retry_after
 from nbmodels.transfer import RangeSet
 
 

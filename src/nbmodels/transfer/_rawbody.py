@@ -40,7 +40,7 @@ from urllib.parse import SplitResult, urlsplit
 import httpx2
 
 from .._aio import run_blocking
-from ..net._http import tls_context
+from ..net import tls_context
 
 __all__ = ["BodyWriter", "RawConnection", "RawHead", "Unsupported", "usable_for"]
 
