@@ -6,10 +6,17 @@ import argparse
 from collections.abc import Iterable
 from typing import Any
 
+import nbmodels
+
+from .._config import env_flag
+from .._options import Options
 from .._progress import format_bytes
 from .._refs import split_quant_name
-from ..cache._scan import CachedFile, LocalEntry
-from ._main import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
+from ..cache._remove import remove
+from ..cache._scan import CachedFile, LocalEntry, local_entries, resolve_cached, scan_cache
+from ..cache._verify import Check, hub_expectations, verify, verify_offline
+from ..hub._storage import hf_cache_dir
+from ._common import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
 
 __all__ = ["build_ls", "build_rm", "build_verify", "run_ls", "run_rm", "run_verify"]
 
@@ -26,36 +33,30 @@ def _revision(refs: Iterable[str], commit: str | None) -> str:
     return names or short or "-"
 
 
-def cached_json(f: CachedFile) -> dict[str, Any]:
+def _file_json(
+    f: CachedFile | LocalEntry, location: str, revisions: Iterable[str], blob: str | None
+) -> dict[str, Any]:
     return {
-        "location": "cache",
+        "location": location,
         "repo": f.repo,
         "repo_type": f.repo_type,
         "file": f.file,
         "quant": _quant(f.file),
         "size_bytes": f.size,
-        "revisions": list(f.refs),
+        "revisions": list(revisions),
         "commit": f.commit,
         "last_used": iso(f.last_used),
         "path": str(f.path),
-        "blob": f.blob_name,
+        "blob": blob,
     }
+
+
+def cached_json(f: CachedFile) -> dict[str, Any]:
+    return _file_json(f, "cache", f.refs, f.blob_name)
 
 
 def local_json(e: LocalEntry) -> dict[str, Any]:
-    return {
-        "location": "local",
-        "repo": e.repo,
-        "repo_type": e.repo_type,
-        "file": e.file,
-        "quant": _quant(e.file),
-        "size_bytes": e.size,
-        "revisions": [e.revision] if e.revision else [],
-        "commit": e.commit,
-        "last_used": iso(e.last_used),
-        "path": str(e.path),
-        "blob": None,
-    }
+    return _file_json(e, "local", [e.revision] if e.revision else [], None)
 
 
 # -- ls -------------------------------------------------------------------------------------------
@@ -75,11 +76,6 @@ def build_ls(prog: str) -> Parser:
 
 
 def run_ls(ns: argparse.Namespace, io: Io) -> int:
-    import nbmodels
-
-    from ..cache._scan import local_entries, scan_cache
-    from ..hub._storage import hf_cache_dir
-
     needle = (ns.filter or "").lower()
 
     def keep(*texts: str) -> bool:
@@ -152,8 +148,6 @@ def build_rm(prog: str) -> Parser:
 
 
 def run_rm(ns: argparse.Namespace, io: Io) -> int:
-    from ..cache._remove import remove
-
     done = remove(ns.ref, revision=ns.revision, dry_run=ns.dry_run)
     if ns.json:
         io.json(
@@ -215,11 +209,6 @@ _LABEL = {"ok": "OK", "corrupt": "CORRUPT", "unverifiable": "UNKNOWN"}
 
 
 def run_verify(ns: argparse.Namespace, io: Io) -> int:
-    from .._config import env_flag
-    from .._options import Options
-    from ..cache._scan import resolve_cached, scan_cache
-    from ..cache._verify import Check, hub_expectations, verify, verify_offline
-
     offline = bool(ns.offline) or env_flag("HF_HUB_OFFLINE")
     if ns.ref is None:
         files = [f for repo in scan_cache() for f in repo.files]

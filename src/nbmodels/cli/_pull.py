@@ -7,6 +7,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import nbmodels
+
 from .._flags import add_download_arguments, add_frontend_arguments, group_refs
 from .._flags import options_from_namespace as cli_options
 from .._options import Options, OptionValueError
@@ -14,7 +16,7 @@ from .._refs import ACCEPTED_FORMS, parse_ref
 from ..engine import _engine
 from ..engine._job import Job
 from ..errors import NbmodelsError, RefError
-from ._main import Io, Parser, new_parser
+from ._common import Io, Parser, new_parser
 from ._manifest import load_manifest
 from ._progress import View, make_view
 
@@ -107,8 +109,6 @@ def _wait(jobs: Sequence[Job], view: View) -> None:
 
 
 def run(ns: argparse.Namespace, io: Io) -> int:
-    import nbmodels
-
     plan = _plan(ns, io)
     if _bad_input(plan, io, "nbmodels pull"):
         return 2

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .._present import plain_text
 from ..engine._job import Job
 from ._context import current_shell, in_widget_handler, widgets_supported
-from ._state import plain_text
 from ._text import watch
 
 if TYPE_CHECKING:

@@ -29,13 +29,14 @@ from urllib.parse import urlsplit
 import anywidget
 import traitlets
 
+from .._present import one_line, plain_text
 from .._progress import JobSnapshot
 from .._redact import redact_text
 from ..engine._job import Job
 from ..errors import NbmodelsError
 from ._context import widget_handler
 from ._publisher import INTERVAL, Publisher, get_publisher
-from ._state import card_state, job_state, one_line, plain_text
+from ._state import card_state, job_state
 
 if TYPE_CHECKING:
     from ..cards._inspect import ModelCard
