@@ -3,41 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from ._server import Headers
+
 __all__ = ["Headers", "RequestLog", "RequestRecord"]
-
-
-class Headers(Mapping[str, str]):
-    """Request headers as sent: a case-insensitive, read-only mapping (repeated names joined)."""
-
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self._pairs = tuple(pairs)
-        merged: dict[str, str] = {}
-        for name, value in self._pairs:
-            key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
-        self._merged = merged
-
-    def __getitem__(self, name: str) -> str:
-        return self._merged[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._merged
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._merged)
-
-    def __len__(self) -> int:
-        return len(self._merged)
-
-    def pairs(self) -> tuple[tuple[str, str], ...]:
-        """The headers as received, in order, with their original case."""
-        return self._pairs
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self._merged)!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,19 +13,19 @@ import mimetypes
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode
 
 from ._content import Content
 from ._http import ContentBody, Request, Response
 from ._repo import URL_PREFIX, Commit, FileEntry, HubRepo, RepoType
+from ._server import parse_range
 from ._store import HubStore
 
-__all__ = ["Router", "Site", "error", "parse_range"]
+__all__ = ["Router", "Site", "error"]
 
 _TYPES: Mapping[str, RepoType] = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _API_ROUTES = frozenset({"revision", "tree", "paths-info", "refs", ""})
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 _LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 
 
@@ -59,35 +59,6 @@ def error(
     if code is not None:
         extra.insert(0, ("X-Error-Code", code))
     return _json({"error": message}, status, [*extra, *headers])
-
-
-def parse_range(value: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """Parse a single ``bytes=S-E`` / ``bytes=S-`` / ``bytes=-N`` range against ``size``.
-
-    Returns ``(start, end_inclusive)``, ``"unsatisfiable"`` (answer 416), or None when the
-    header is absent, malformed or multi-range (answer 200 with the whole body, as RFC 9110
-    allows).
-    """
-    if not value:
-        return None
-    m = _RANGE_RE.fullmatch(value.strip().replace(" ", ""))
-    if m is None:
-        return None
-    first, last = m.group(1), m.group(2)
-    if first == "":
-        if last == "":
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    if start >= size:
-        return "unsatisfiable"
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if end < start:
-        return None
-    return start, end
 
 
 def _content_type(path: str) -> str:
