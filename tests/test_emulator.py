@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +21,7 @@ import httpx2
 import pytest
 
 from nbmodels.testing import GeneratedFile, HubEmulator, HubFile
+from tests.conftest import http_client
 
 # The plugin is registered by the package's pytest11 entry point once nbmodels is installed;
 # from a source checkout, load it here.
@@ -31,17 +31,6 @@ pytest_plugins = (
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 XET_HEADERS = ("x-xet-hash", "x-xet-refresh-route", "x-xet-cas-url")
-
-
-def http_client(**kwargs: object) -> httpx2.Client:
-    """A plain-HTTP client: no proxies from the environment, no TLS setup (fast to create)."""
-    return httpx2.Client(verify=False, trust_env=False, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def http() -> Iterator[httpx2.Client]:
-    with http_client() as client:
-        yield client
 
 
 def git_sha1(data: bytes) -> str:
