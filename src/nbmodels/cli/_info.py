@@ -7,7 +7,7 @@ from typing import Any
 
 import nbmodels
 
-from .._flags import listing_limit
+from .._flags import add_limit_arguments, listing_limit
 from .._present import SHOWN, card_lines, job_label, newest, older_line, reason, status_label
 from .._progress import format_bytes
 from ..engine._job import Job
@@ -26,11 +26,7 @@ def build_jobs(prog: str) -> Parser:
         "--all or --limit; a failed job says why in a few words (--json: every job, whole "
         "messages, unless --limit).",
     )
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument(
-        "-n", "--limit", type=int, metavar="N", help=f"show the newest N (default {SHOWN})"
-    )
-    which.add_argument("-a", "--all", action="store_true", help="show every job")
+    add_limit_arguments(parser)
     add_json(parser)
     return parser
 

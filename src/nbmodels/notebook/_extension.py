@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from .._redact import redact_url
 from ._publisher import get_publisher
 
 __all__ = ["load_ipython_extension", "quiet_hub_progress_bars", "unload_ipython_extension"]
@@ -19,8 +20,6 @@ _CARD_TYPE = ("nbmodels.cards._inspect", "ModelCard")
 def _card_text(card: Any, p: Any, _cycle: bool) -> None:
     """A ModelCard as a cell's ``Out``: one line (``%model_download --inspect`` has just printed
     the details; the dataclass repr would be a screenful)."""
-    from .._redact import redact_url
-
     ref = redact_url(card.ref) if "://" in card.ref else card.ref
     p.text(f"<ModelCard {ref!r} {card.summary()}>")
 

@@ -32,6 +32,7 @@ import traitlets
 from .._present import one_line, plain_text
 from .._progress import JobSnapshot
 from .._redact import redact_text
+from .._refs import parse_ref
 from ..engine._job import Job
 from ..errors import NbmodelsError
 from ._context import widget_handler
@@ -59,8 +60,6 @@ def card_wanted(ref: str) -> bool:
     safetensors weights (a quant, a ``.gguf`` / ``.safetensors`` file, a repository or folder:
     :func:`nbmodels.inspect` picks the weights as a download would, or fails quietly), and
     plain URLs of a ``.gguf`` / ``.safetensors`` file."""
-    from .._refs import parse_ref
-
     try:
         parsed = parse_ref(ref)
     except (NbmodelsError, ValueError):
