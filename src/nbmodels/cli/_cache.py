@@ -96,37 +96,46 @@ def run_ls(ns: argparse.Namespace, io: Io) -> int:
         return 0
     if cached:
         io.line(f"Hugging Face cache ({cache_dir}):")
-        rows = [
-            [
-                f.repo,
-                f.file,
-                _quant(f.file) or "-",
-                "?" if f.size is None else format_bytes(f.size),
-                _revision(f.refs, f.commit),
-                ago(f.last_used),
-            ]
-            for f in cached
-        ]
-        for line in table(["REPO", "FILE", "QUANT", "SIZE", "REVISION", "LAST USED"], rows):
-            io.line("  " + line)
+        _table(io, ["REPO", "FILE", "QUANT", "SIZE", "REVISION", "LAST USED"], _cached_rows(cached))
     if local:
         io.line("Downloaded elsewhere:")
-        rows = [
-            [
-                e.repo,
-                e.file,
-                format_bytes(e.size),
-                _revision([e.revision] if e.revision else [], e.commit),
-                ago(e.last_used),
-                str(e.path),
-            ]
-            for e in local
-        ]
-        for line in table(["REPO", "FILE", "SIZE", "REVISION", "LAST USED", "PATH"], rows):
-            io.line("  " + line)
+        _table(io, ["REPO", "FILE", "SIZE", "REVISION", "LAST USED", "PATH"], _local_rows(local))
     n = len(cached) + len(local)
     io.line(f"{n} file{'s' if n != 1 else ''}, {format_bytes(total)} on disk")
     return 0
+
+
+def _cached_rows(cached: Iterable[CachedFile]) -> list[list[str]]:
+    return [
+        [
+            f.repo,
+            f.file,
+            _quant(f.file) or "-",
+            "?" if f.size is None else format_bytes(f.size),
+            _revision(f.refs, f.commit),
+            ago(f.last_used),
+        ]
+        for f in cached
+    ]
+
+
+def _local_rows(local: Iterable[LocalEntry]) -> list[list[str]]:
+    return [
+        [
+            e.repo,
+            e.file,
+            format_bytes(e.size),
+            _revision([e.revision] if e.revision else [], e.commit),
+            ago(e.last_used),
+            str(e.path),
+        ]
+        for e in local
+    ]
+
+
+def _table(io: Io, headers: list[str], rows: list[list[str]]) -> None:
+    for line in table(headers, rows):
+        io.line("  " + line)
 
 
 # -- rm -------------------------------------------------------------------------------------------
