@@ -21,6 +21,7 @@ import httpx2
 import pytest
 
 from nbmodels.testing import GeneratedFile, HubEmulator, HubFile
+from nbmodels.testing._log import Headers, RequestLog, RequestRecord
 from tests.conftest import http_client
 
 # The plugin is registered by the package's pytest11 entry point once nbmodels is installed;
@@ -475,6 +476,23 @@ def test_requests_are_logged_with_headers_and_the_log_can_be_cleared(hf_hub: Hub
     assert all(r.path.startswith("/") and "?" not in r.path for r in (head, cdn))
     hf_hub.clear_log()
     assert hf_hub.requests == []
+
+
+def _record(path: str) -> RequestRecord:
+    fields = (200, 0, None, 0.0, 0.0, 1, None, None, ())
+    return RequestRecord("hub", "GET", path, "", Headers(), *fields)
+
+
+def test_the_log_keeps_the_order_in_which_answers_ended() -> None:
+    """A redirect's record comes before the record of the request it led to, even when the
+    thread of the second request logs it first (the client follows the redirect as soon as it
+    has the headers); an answer that was never announced (a connection error) comes last."""
+    log = RequestLog()
+    first, second = log.finishing(), log.finishing()
+    log.append(_record("/second"), second)
+    log.append(_record("/first"), first)
+    log.append(_record("/unannounced"))
+    assert [r.path for r in log.snapshot()] == ["/first", "/second", "/unannounced"]
 
 
 def test_serve_file_offers_plain_urls_on_the_cdn(hf_hub: HubEmulator) -> None:

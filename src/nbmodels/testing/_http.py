@@ -166,7 +166,7 @@ class _Connection:
         self.close_connection = False
         self.method = ""
         self._headers_sent = False
-        self._announced = False
+        self._place: int | None = None
 
     def serve(self) -> None:
         while not self.close_connection:
@@ -189,7 +189,7 @@ class _Connection:
         origin = self.server.origin
         request = Request(origin, head.method, head.path, head.query, head.headers, body)
         self._headers_sent = False
-        self._announced = False
+        self._place = None
         outcome = _Outcome()
         try:
             self._answer(request, outcome)
@@ -252,7 +252,7 @@ class _Connection:
             file_path=response.file_path if response else None,
             faults=tuple(f.kind for f in outcome.fired),
         )
-        self.app.log.append(record, self._announced)
+        self.app.log.append(record, self._place)
 
     @staticmethod
     def _applicable(request: Request, response: Response) -> set[str]:
@@ -270,9 +270,8 @@ class _Connection:
 
     def _finishing(self) -> None:
         """Tell the log this answer is about to end (see :class:`RequestLog`)."""
-        if not self._announced:
-            self._announced = True
-            self.app.log.finishing()
+        if self._place is None:
+            self._place = self.app.log.finishing()
 
     def _drop(self, sent: int = 0) -> None:
         self._finishing()
