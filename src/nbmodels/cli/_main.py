@@ -48,8 +48,10 @@ from .. import __version__
 from .._fserrors import fs_error
 from .._options import OptionValueError
 from ..errors import NbmodelsError, RefError
-from . import _cache, _info, _pull
+from ._cache import build_ls, build_rm, build_verify, run_ls, run_rm, run_verify
 from ._common import Io, Parser, UsageError
+from ._info import build_inspect, build_jobs, run_inspect, run_jobs
+from ._pull import build_pull, run_pull
 
 __all__ = ["main"]
 
@@ -66,15 +68,14 @@ class Command:
 
 
 def _commands() -> dict[str, Command]:
-    pull, info, cache = _pull, _info, _cache
     cmds = [
-        Command("pull", "download (no REF: the pyproject manifest)", pull.build, pull.run),
-        Command("jobs", "downloads of this and earlier sessions", info.build_jobs, info.run_jobs),
-        Command("ls", "what is on disk", cache.build_ls, cache.run_ls),
-        Command("rm", "remove a model from the Hugging Face cache", cache.build_rm, cache.run_rm),
-        Command("verify", "re-hash cached files", cache.build_verify, cache.run_verify),
-        Command("inspect", "read a header; estimate memory", info.build_inspect, info.run_inspect),
-    ]  # fmt: skip
+        Command("pull", "download (no REF: the pyproject manifest)", build_pull, run_pull),
+        Command("jobs", "downloads of this and earlier sessions", build_jobs, run_jobs),
+        Command("ls", "what is on disk", build_ls, run_ls),
+        Command("rm", "remove a model from the Hugging Face cache", build_rm, run_rm),
+        Command("verify", "re-hash cached files", build_verify, run_verify),
+        Command("inspect", "read a header; estimate memory", build_inspect, run_inspect),
+    ]
     return {c.name: c for c in cmds}
 
 

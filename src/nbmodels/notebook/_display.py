@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from .._present import plain_text
 from ..engine._job import Job
-from ._context import current_shell, in_widget_handler, widgets_supported
+from ._context import (
+    current_shell,
+    in_widget_handler,
+    quiet_hub_progress_bars,
+    widgets_supported,
+)
 from ._text import watch
 
 if TYPE_CHECKING:
@@ -26,7 +31,6 @@ _panel: PanelWidget | None = None
 
 def widget_for(job: Job) -> JobWidget:
     """The widget of ``job`` (created once; every view of one job shares its model)."""
-    from ._extension import quiet_hub_progress_bars
     from ._widget import JobWidget
 
     quiet_hub_progress_bars()

@@ -28,6 +28,7 @@ from .._redact import redact_url
 from ..engine._job import Job
 from ..errors import NbmodelsError
 from ._context import widgets_supported
+from ._display import panel
 from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
@@ -307,8 +308,6 @@ class ModelMagics(Magics):
             _error(str(exc))
             return
         if widgets_supported(self.shell):
-            from ._display import panel
-
             display(panel())  # type: ignore[no-untyped-call]
             return
         import nbmodels
