@@ -1,5 +1,5 @@
-"""Shared fixtures: an isolated NBMODELS_HOME and engine per test, the local Hub, and the fault
-server."""
+"""Shared fixtures: an isolated NBMODELS_HOME and engine per test, the local Hub, the fault
+server, and a plain HTTP client."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from nbmodels._config import Settings
@@ -87,6 +88,17 @@ def ids(hub: HubEmulator) -> StandardRepos:
 def server() -> Iterator[FaultServer]:
     with FaultServer() as srv:
         yield srv
+
+
+def http_client(**kwargs: object) -> httpx2.Client:
+    """A plain-HTTP client: no proxies from the environment, no TLS setup (fast to create)."""
+    return httpx2.Client(verify=False, trust_env=False, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def http() -> Iterator[httpx2.Client]:
+    with http_client() as client:
+        yield client
 
 
 def payload(size: int, seed: int = 1) -> bytes:

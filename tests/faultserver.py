@@ -1,7 +1,8 @@
 """A fault-injecting HTTP/1.1 server on 127.0.0.1 for nbmodels' download tests.
 
-Standard library only. One accept thread plus one daemon thread per connection; every socket is a
-raw socket with our own minimal HTTP/1.1 parsing, so a response can lie in its headers, stall, be
+It runs on the threaded HTTP/1.1 server of ``nbmodels.testing`` (``nbmodels/testing/_server.py``,
+also under the Hub emulator): one accept thread plus one daemon thread per connection, raw
+sockets and a minimal HTTP/1.1 request parser, so a response can lie in its headers, stall, be
 cut mid-body (FIN or RST) or be malformed on purpose.
 
 Normal behaviour of ``/files/<name>``: GET and HEAD; ``Range: bytes=S-E``, ``bytes=S-`` and
@@ -26,24 +27,32 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import email.utils
 import gzip
 import hashlib
-import re
-import selectors
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from http import HTTPStatus
 from types import TracebackType
 from typing import Literal, NoReturn, Self
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
+
+from nbmodels.testing._server import (
+    BadRequest,
+    Headers,
+    Reader,
+    RequestHead,
+    ThreadedServer,
+    head_bytes,
+    http_date,
+    keep_alive,
+    parse_range,
+    simple_response,
+)
 
 __all__ = [
     "Fault",
@@ -56,27 +65,10 @@ __all__ = [
 
 #: Size of each ``sendall`` slice of a body (no per-byte Python work).
 SEND_CHUNK = 1 << 20
-#: Largest request head (request line + headers) accepted; bigger gives 431.
-MAX_REQUEST_HEAD = 64 * 1024
-#: How long :meth:`FaultServer.close` waits for each thread.
+#: How long :meth:`FaultServer.close` waits for the threads.
 JOIN_TIMEOUT = 5.0
 
 HeaderValue = str | bytes
-
-
-def http_date(when: float | datetime | None = None, *, from_now: float = 0.0) -> str:
-    """Format an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``).
-
-    ``when`` is a POSIX timestamp or an aware datetime (default: now); ``from_now`` adds seconds,
-    so ``http_date(from_now=3)`` is a ``Retry-After`` date three seconds ahead.
-    """
-    if isinstance(when, datetime):
-        ts = when.timestamp()
-    elif when is None:
-        ts = time.time()
-    else:
-        ts = float(when)
-    return email.utils.formatdate(ts + from_now, usegmt=True)
 
 
 class FaultServerError(AssertionError):
@@ -85,42 +77,6 @@ class FaultServerError(AssertionError):
 
 # --------------------------------------------------------------------------------------------
 # Request log
-
-
-class Headers(Mapping[str, str]):
-    """Immutable request headers with case-insensitive lookup.
-
-    ``headers["range"]`` joins repeated fields with ``", "``; :meth:`get_all` lists them; the
-    original names, order and duplicates are kept in :attr:`raw`.
-    """
-
-    __slots__ = ("raw",)
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self.raw: tuple[tuple[str, str], ...] = tuple(items)
-
-    def get_all(self, key: str) -> list[str]:
-        """Every value of header ``key`` (any case), in order."""
-        low = key.lower()
-        return [v for k, v in self.raw if k.lower() == low]
-
-    def __getitem__(self, key: str) -> str:
-        values = self.get_all(key)
-        if not values:
-            raise KeyError(key)
-        return ", ".join(values)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and any(k.lower() == key.lower() for k, _ in self.raw)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(k.lower() for k, _ in self.raw))
-
-    def __len__(self) -> int:
-        return len({k.lower() for k, _ in self.raw})
-
-    def __repr__(self) -> str:
-        return f"Headers({list(self.raw)!r})"
 
 
 @dataclass(frozen=True)
@@ -416,107 +372,8 @@ class _Drop(Exception):
         self.rst = rst
 
 
-class _BadRequest(Exception):
-    """The request could not be parsed; answer ``status`` and close."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
 # --------------------------------------------------------------------------------------------
-# Parsing helpers
-
-
-class _Reader:
-    """Buffered reads from a blocking socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-
-    def read_head(self) -> bytes | None:
-        """The next request head without its final CRLFCRLF; None on EOF between requests."""
-        while True:
-            i = self.buf.find(b"\r\n\r\n")
-            if i > MAX_REQUEST_HEAD:
-                raise _BadRequest(431)
-            if i >= 0:
-                head = bytes(self.buf[:i])
-                del self.buf[: i + 4]
-                return head
-            if len(self.buf) > MAX_REQUEST_HEAD:
-                raise _BadRequest(431)
-            data = self.sock.recv(65536)
-            if not data:
-                return None
-            self.buf += data
-
-    def discard(self, n: int) -> None:
-        """Read and throw away ``n`` bytes of request body."""
-        take = min(n, len(self.buf))
-        del self.buf[:take]
-        n -= take
-        while n > 0:
-            data = self.sock.recv(min(n, 65536))
-            if not data:
-                raise _Drop()
-            n -= len(data)
-
-
-def _parse_head(head: bytes) -> tuple[str, str, str, Headers]:
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
-        raise _BadRequest(400) from None
-    lines = text.split("\r\n")
-    while lines and not lines[0]:  # tolerate stray CRLFs before a request (RFC 9112 §2.2)
-        lines.pop(0)
-    if not lines:
-        raise _BadRequest(400)
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _BadRequest(400)
-    method, target, version = parts
-    items: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or line[0] in " \t":
-            raise _BadRequest(400)
-        items.append((name, value.strip(" \t")))
-    return method, target, version, Headers(items)
-
-
-def _parse_range(value: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """``(start, end)`` inclusive, ``"unsatisfiable"``, or None to ignore the header.
-
-    Only one ``bytes`` range is honoured; a multi-range or malformed header is ignored (RFC 9110
-    allows a server to ignore ``Range``).
-    """
-    unit, sep, spec = value.partition("=")
-    if not sep or unit.strip().lower() != "bytes":
-        return None
-    m = _RANGE_RE.fullmatch(spec.strip())
-    if m is None:
-        return None
-    first, last = m.group(1), m.group(2)
-    if not first:  # suffix range: the last N bytes
-        if not last:
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return "unsatisfiable"
-        return max(size - suffix, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if last and end < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, min(end, size - 1)
-
-
-_RANGE_RE = re.compile(r"([0-9]*)[ \t]*-[ \t]*([0-9]*)")
+# Helpers
 
 
 def _if_range_matches(value: str, f: _File) -> bool:
@@ -551,17 +408,6 @@ def _auto_etag(data: bytes) -> str:
     return '"' + hashlib.sha256(data).hexdigest() + '"'
 
 
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def _encode_value(value: HeaderValue) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8")
-
-
 def _retry_after_value(value: int | float | str | datetime) -> str:
     if isinstance(value, datetime):
         return http_date(value)
@@ -587,35 +433,19 @@ class FaultServer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._closed = False
         self._files: dict[str, _File] = {}
         self._faults: dict[str, list[_FaultEntry]] = {}
         self._redirects: dict[str, tuple[int, str]] = {}
         self._log: list[_Slot] = []
-        self._conns: dict[int, socket.socket] = {}
-        self._threads: list[threading.Thread] = []
-        self._conn_count = 0
         #: Unexpected exceptions raised inside server threads (client disconnects are not errors).
         self.errors: list[BaseException] = []
-
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._selector = selectors.DefaultSelector()
-        try:
-            self._listener.setblocking(False)
-            self._selector.register(self._listener, selectors.EVENT_READ)
-            self._selector.register(self._wake_r, selectors.EVENT_READ)
-            self.port: int = self._listener.getsockname()[1]
-            #: ``http://127.0.0.1:PORT``
-            self.base_url: str = f"http://127.0.0.1:{self.port}"
-            self._acceptor = threading.Thread(
-                target=self._accept_loop, name=f"faultserver-{self.port}-accept", daemon=True
-            )
-            self._acceptor.start()
-        except BaseException:
-            self._close_sockets()
-            raise
+        self._server = ThreadedServer(self._serve_connection, on_error=self._record_error)
+        self._stop = self._server.closing
+        self.port: int = self._server.port
+        #: ``http://127.0.0.1:PORT``
+        self.base_url: str = self._server.url
+        self._server.start(f"faultserver-{self.port}")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -648,30 +478,9 @@ class FaultServer:
         with self._lock:
             already = self._closed
             self._closed = True
-            self._stop.set()
-            for conn in self._conns.values():
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        if already:
-            return
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
-        self._acceptor.join(JOIN_TIMEOUT)
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            t.join(JOIN_TIMEOUT)
-        alive = [t.name for t in [self._acceptor, *threads] if t.is_alive()]
-        if alive:
+        alive = self._server.close(JOIN_TIMEOUT)
+        if alive and not already:
             self._record_error(RuntimeError(f"threads still alive after close: {alive}"))
-        self._close_sockets()
-
-    def _close_sockets(self) -> None:
-        with contextlib.suppress(Exception):
-            self._selector.close()
-        for s in (self._listener, self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                s.close()
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -808,8 +617,7 @@ class FaultServer:
     @property
     def connection_count(self) -> int:
         """How many TCP connections were accepted so far."""
-        with self._lock:
-            return self._conn_count
+        return self._server.connection_count
 
     def wait_for_requests(
         self,
@@ -838,64 +646,17 @@ class FaultServer:
         with self._lock:
             self.errors.append(exc)
 
-    def _accept_loop(self) -> None:
+    def _serve_connection(self, conn: socket.socket, cid: int) -> bool:
+        """Serve the requests of one connection; True to end it with an RST."""
         try:
-            while not self._stop.is_set():
-                for key, _ in self._selector.select():
-                    if key.fileobj is self._wake_r:
-                        return
-                    try:
-                        conn, _addr = self._listener.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue
-                    self._start_connection(conn)
-        except BaseException as exc:
-            if not (isinstance(exc, OSError) and self._stop.is_set()):
-                self._record_error(exc)
-
-    def _start_connection(self, conn: socket.socket) -> None:
-        with self._lock:
-            if self._stop.is_set():
-                conn.close()
-                return
-            self._conn_count += 1
-            cid = self._conn_count
-            self._conns[cid] = conn
-            self._threads = [t for t in self._threads if t.is_alive()]
-            t = threading.Thread(
-                target=self._serve_connection,
-                args=(cid, conn),
-                name=f"faultserver-{self.port}-conn-{cid}",
-                daemon=True,
-            )
-            self._threads.append(t)
-            t.start()
-
-    def _serve_connection(self, cid: int, conn: socket.socket) -> None:
-        rst = False
-        try:
-            conn.setblocking(True)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            reader = _Reader(conn)
+            reader = Reader(conn)
             while not self._stop.is_set() and self._handle_one(cid, conn, reader):
                 pass
         except _Drop as drop:
-            rst = drop.rst
+            return drop.rst
         except OSError:
             pass
-        except BaseException as exc:
-            self._record_error(exc)
-        finally:
-            with self._lock:
-                self._conns.pop(cid, None)
-                with contextlib.suppress(OSError):
-                    if rst:
-                        conn.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
-                    else:
-                        conn.shutdown(socket.SHUT_WR)
-                conn.close()
+        return False
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, but abort the connection at once if the server closes."""
@@ -941,31 +702,25 @@ class FaultServer:
 
     # -- internals: one request ----------------------------------------------------------------
 
-    def _handle_one(self, cid: int, conn: socket.socket, reader: _Reader) -> bool:
+    def _handle_one(self, cid: int, conn: socket.socket, reader: Reader) -> bool:
         """Serve one request; return whether to keep the connection open."""
         try:
-            head = reader.read_head()
-            if head is None:
-                return False
-            method, target, version, headers = _parse_head(head)
-        except _BadRequest as bad:
-            self._send_simple(conn, bad.status, b"bad request\n")
+            head = reader.read_request()
+        except BadRequest as bad:
+            conn.sendall(simple_response(bad.status, b"bad request\n"))
             return False
-
-        if target.startswith(("http://", "https://")):  # absolute-form
-            parts = urlsplit(target)
-            path, query = parts.path or "/", parts.query
-        else:
-            path, _, query = target.partition("?")
+        if head is None:
+            return False
+        path = head.path
         name = unquote(path[len("/files/") :]) if path.startswith("/files/") else None
         slot = _Slot(
             Request(
-                method=method,
-                target=target,
+                method=head.method,
+                target=head.target,
                 path=path,
-                query=query,
-                http_version=version,
-                headers=headers,
+                query=head.query,
+                http_version=head.version,
+                headers=head.headers,
                 connection_id=cid,
                 time=time.monotonic(),
                 name=name,
@@ -974,107 +729,46 @@ class FaultServer:
         with self._lock:
             self._log.append(slot)
         try:
-            return self._dispatch(conn, reader, slot)
+            return self._dispatch(conn, reader, head, slot)
         finally:
             self._update(slot, done=True)
 
-    def _dispatch(self, conn: socket.socket, reader: _Reader, slot: _Slot) -> bool:
+    def _dispatch(
+        self, conn: socket.socket, reader: Reader, head: RequestHead, slot: _Slot
+    ) -> bool:
+        try:
+            reader.read_body(head.content_length)
+        except BadRequest as bad:
+            self._send_simple(conn, bad.status, _BAD_BODY[bad.status], slot)
+            return False
         req = slot.req
-        headers = req.headers
-        if "transfer-encoding" in headers:
-            self._send_simple(conn, 501, b"chunked request bodies are not supported\n", slot)
-            return False
-        length = headers.get("content-length", "0").strip() or "0"
-        if not length.isdigit():
-            self._send_simple(conn, 400, b"bad content-length\n", slot)
-            return False
-        reader.discard(int(length))
-
-        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        keep_alive = req.http_version == "HTTP/1.1" and "close" not in tokens
-
+        keep = keep_alive(head)
         with self._lock:
             redirect = self._redirects.get(req.target) or self._redirects.get(req.path)
         if redirect is not None:
             status, location = redirect
             hdrs: list[tuple[str, HeaderValue]] = [("Location", location), ("Content-Length", "0")]
-            if not keep_alive:
+            if not keep:
                 hdrs.append(("Connection", "close"))
             self._update(slot, status=status)
-            conn.sendall(self._head_bytes(status, hdrs, ()))
-            return keep_alive
-
+            conn.sendall(head_bytes(status, hdrs))
+            return keep
         fault = self._take_fault(req.name, req) if req.name is not None else None
         if fault is not None:
             self._update(slot, fault=fault)
-        return self._respond(conn, slot, fault or Fault(), keep_alive)
+        return self._respond(conn, slot, fault or Fault(), keep)
 
-    def _respond(self, conn: socket.socket, slot: _Slot, fault: Fault, keep_alive: bool) -> bool:
+    def _respond(self, conn: socket.socket, slot: _Slot, fault: Fault, keep: bool) -> bool:
+        """Answer a file request as ``fault`` says; return whether to keep the connection."""
         req = slot.req
-        name = req.name
-        if fault.update_data is not None and name is not None:
-            with self._lock:
-                old = self._files.get(name)
-            if old is not None:
-                self.set_file(name, fault.update_data, etag=fault.update_etag)
-            else:
-                self.add_file(name, fault.update_data, etag=fault.update_etag)
-        if fault.raw is not None:
-            conn.sendall(fault.raw)
-            self._drop(conn, fault.rst)
-        if fault.hangup:
-            raise _Drop(fault.rst)
-        self._sleep(fault.delay)
-
-        with self._lock:
-            f = self._files.get(name) if name is not None else None
-        head_only = req.method == "HEAD"
-        hdrs: list[tuple[str, HeaderValue]] = [
-            ("Date", http_date()),
-            ("Server", "faultserver"),
-        ]
-        body: bytes | memoryview
-        if fault.status is not None:
-            status = fault.status
-            body = fault.error_body if fault.error_body is not None else b"injected %d\n" % status
-            hdrs.append(("Content-Type", "text/plain"))
-            if fault.retry_after is not None:
-                hdrs.append(("Retry-After", _retry_after_value(fault.retry_after)))
-        elif f is None:
-            status, body = 404, b"not found\n"
-            hdrs.append(("Content-Type", "text/plain"))
-        elif req.method not in ("GET", "HEAD"):
-            status, body = 405, b"method not allowed\n"
-            hdrs += [("Content-Type", "text/plain"), ("Allow", "GET, HEAD")]
-        else:
-            status, body = self._file_response(req, f, fault, hdrs)
-
-        # header faults
-        if fault.etag is not None:
-            hdrs = [(k, v) for k, v in hdrs if k.lower() != "etag"]
-            hdrs.append(("ETag", fault.etag))
-        if fault.gzip and status != 304:
-            body = gzip.compress(bytes(body), mtime=0)
-            hdrs.append(("Content-Encoding", "gzip"))
-        if fault.chunked:
-            hdrs.append(("Transfer-Encoding", "chunked"))
-        elif status != 304:
-            hdrs.append(("Content-Length", str(len(body) + fault.content_length_delta)))
-        if not keep_alive or fault.close:
-            hdrs.append(("Connection", "close"))
+        self._before_answer(conn, req.name, fault)
+        status, hdrs, body = self._answer(req, fault)
+        hdrs, extra, body = _header_faults(status, hdrs, body, fault, keep)
         # After a Content-Length lie the stream is out of step: close (without announcing it).
-        close_after = not keep_alive or fault.close or fault.content_length_delta != 0
-        if fault.drop_headers:
-            gone = {h.lower() for h in fault.drop_headers}
-            hdrs = [(k, v) for k, v in hdrs if k.lower() not in gone]
-        hdrs += fault.headers
-        extra = list(fault.malformed)
-        if fault.header_padding:
-            extra.append(b"X-Padding: " + b"a" * fault.header_padding)
-
-        head = self._head_bytes(status, hdrs, extra)
+        close_after = not keep or fault.close or fault.content_length_delta != 0
+        head = head_bytes(status, hdrs, extra)
         self._update(slot, status=status)
-        if head_only or status == 304:
+        if req.method == "HEAD" or status == 304:
             body = b""
         view = memoryview(body)
         plain = (
@@ -1090,6 +784,47 @@ class FaultServer:
             conn.sendall(head)
             self._send_body(conn, slot, view, fault)
         return not close_after
+
+    def _before_answer(self, conn: socket.socket, name: str | None, fault: Fault) -> None:
+        """The faults that act before any answer: an upstream update, a raw answer, a hang-up,
+        a delay."""
+        if fault.update_data is not None and name is not None:
+            with self._lock:
+                old = self._files.get(name)
+            if old is not None:
+                self.set_file(name, fault.update_data, etag=fault.update_etag)
+            else:
+                self.add_file(name, fault.update_data, etag=fault.update_etag)
+        if fault.raw is not None:
+            conn.sendall(fault.raw)
+            self._drop(conn, fault.rst)
+        if fault.hangup:
+            raise _Drop(fault.rst)
+        self._sleep(fault.delay)
+
+    def _answer(
+        self, req: Request, fault: Fault
+    ) -> tuple[int, list[tuple[str, HeaderValue]], bytes | memoryview]:
+        """Status, headers and body: the injected error, 404, 405, or (a range of) the file."""
+        with self._lock:
+            f = self._files.get(req.name) if req.name is not None else None
+        hdrs: list[tuple[str, HeaderValue]] = [("Date", http_date()), ("Server", "faultserver")]
+        body: bytes | memoryview
+        if fault.status is not None:
+            status = fault.status
+            body = fault.error_body if fault.error_body is not None else b"injected %d\n" % status
+            hdrs.append(("Content-Type", "text/plain"))
+            if fault.retry_after is not None:
+                hdrs.append(("Retry-After", _retry_after_value(fault.retry_after)))
+        elif f is None:
+            status, body = 404, b"not found\n"
+            hdrs.append(("Content-Type", "text/plain"))
+        elif req.method not in ("GET", "HEAD"):
+            status, body = 405, b"method not allowed\n"
+            hdrs += [("Content-Type", "text/plain"), ("Allow", "GET, HEAD")]
+        else:
+            status, body = self._file_response(req, f, fault, hdrs)
+        return status, hdrs, body
 
     def _file_response(
         self, req: Request, f: _File, fault: Fault, hdrs: list[tuple[str, HeaderValue]]
@@ -1114,7 +849,7 @@ class FaultServer:
         if range_header is not None and f.accept_ranges and not fault.ignore_range:
             if_range = req.if_range
             if if_range is None or _if_range_matches(if_range, f):
-                rng = _parse_range(range_header, size)
+                rng = parse_range(range_header, size)
         if rng is None:
             return 200, memoryview(f.data)
         if rng == "unsatisfiable":
@@ -1164,24 +899,48 @@ class FaultServer:
         if fault.chunked:
             conn.sendall(b"0\r\n\r\n")
 
-    @staticmethod
-    def _head_bytes(
-        status: int, hdrs: Iterable[tuple[str, HeaderValue]], extra: Iterable[bytes]
-    ) -> bytes:
-        out = [f"HTTP/1.1 {status} {_reason(status)}".encode("latin-1")]
-        out += [k.encode("latin-1") + b": " + _encode_value(v) for k, v in hdrs]
-        out += list(extra)
-        return b"\r\n".join(out) + b"\r\n\r\n"
-
     def _send_simple(
         self, conn: socket.socket, status: int, body: bytes, slot: _Slot | None = None
     ) -> None:
         """A small error response followed by ``Connection: close``."""
         if slot is not None:
             self._update(slot, status=status, body_bytes_sent=len(body))
-        hdrs = [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        conn.sendall(self._head_bytes(status, hdrs, ()) + body)
+        conn.sendall(simple_response(status, body))
+
+
+#: The answer to a request body the server cannot read.
+_BAD_BODY = {
+    400: b"bad content-length\n",
+    501: b"chunked request bodies are not supported\n",
+}
+
+
+def _header_faults(
+    status: int,
+    hdrs: list[tuple[str, HeaderValue]],
+    body: bytes | memoryview,
+    fault: Fault,
+    keep: bool,
+) -> tuple[list[tuple[str, HeaderValue]], list[bytes], bytes | memoryview]:
+    """Apply the header faults (and the framing headers they change): the headers, raw extra
+    header lines, and the body (gzipped on request)."""
+    if fault.etag is not None:
+        hdrs = [(k, v) for k, v in hdrs if k.lower() != "etag"]
+        hdrs.append(("ETag", fault.etag))
+    if fault.gzip and status != 304:
+        body = gzip.compress(bytes(body), mtime=0)
+        hdrs.append(("Content-Encoding", "gzip"))
+    if fault.chunked:
+        hdrs.append(("Transfer-Encoding", "chunked"))
+    elif status != 304:
+        hdrs.append(("Content-Length", str(len(body) + fault.content_length_delta)))
+    if not keep or fault.close:
+        hdrs.append(("Connection", "close"))
+    if fault.drop_headers:
+        gone = {h.lower() for h in fault.drop_headers}
+        hdrs = [(k, v) for k, v in hdrs if k.lower() not in gone]
+    hdrs += fault.headers
+    extra = list(fault.malformed)
+    if fault.header_padding:
+        extra.append(b"X-Padding: " + b"a" * fault.header_padding)
+    return hdrs, extra, body

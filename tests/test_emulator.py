@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +21,8 @@ import httpx2
 import pytest
 
 from nbmodels.testing import GeneratedFile, HubEmulator, HubFile
+from nbmodels.testing._log import Headers, RequestLog, RequestRecord
+from tests.conftest import http_client
 
 # The plugin is registered by the package's pytest11 entry point once nbmodels is installed;
 # from a source checkout, load it here.
@@ -31,17 +32,6 @@ pytest_plugins = (
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")
 XET_HEADERS = ("x-xet-hash", "x-xet-refresh-route", "x-xet-cas-url")
-
-
-def http_client(**kwargs: object) -> httpx2.Client:
-    """A plain-HTTP client: no proxies from the environment, no TLS setup (fast to create)."""
-    return httpx2.Client(verify=False, trust_env=False, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def http() -> Iterator[httpx2.Client]:
-    with http_client() as client:
-        yield client
 
 
 def git_sha1(data: bytes) -> str:
@@ -486,6 +476,23 @@ def test_requests_are_logged_with_headers_and_the_log_can_be_cleared(hf_hub: Hub
     assert all(r.path.startswith("/") and "?" not in r.path for r in (head, cdn))
     hf_hub.clear_log()
     assert hf_hub.requests == []
+
+
+def _record(path: str) -> RequestRecord:
+    fields = (200, 0, None, 0.0, 0.0, 1, None, None, ())
+    return RequestRecord("hub", "GET", path, "", Headers(), *fields)
+
+
+def test_the_log_keeps_the_order_in_which_answers_ended() -> None:
+    """A redirect's record comes before the record of the request it led to, even when the
+    thread of the second request logs it first (the client follows the redirect as soon as it
+    has the headers); an answer that was never announced (a connection error) comes last."""
+    log = RequestLog()
+    first, second = log.finishing(), log.finishing()
+    log.append(_record("/second"), second)
+    log.append(_record("/first"), first)
+    log.append(_record("/unannounced"))
+    assert [r.path for r in log.snapshot()] == ["/first", "/second", "/unannounced"]
 
 
 def test_serve_file_offers_plain_urls_on_the_cdn(hf_hub: HubEmulator) -> None:

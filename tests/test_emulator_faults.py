@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -21,21 +20,11 @@ import httpx2
 import pytest
 
 from nbmodels.testing import Fault, GeneratedFile, HubEmulator
+from tests.conftest import http_client
 
 _PLUGIN = "nbmodels.testing._pytest_plugin"
 _INSTALLED = bool(entry_points(group="pytest11", name="nbmodels"))
 pytest_plugins = ["pytester"] if _INSTALLED else ["pytester", _PLUGIN]
-
-
-def http_client(**kwargs: object) -> httpx2.Client:
-    """A plain-HTTP client: no proxies from the environment, no TLS setup (fast to create)."""
-    return httpx2.Client(verify=False, trust_env=False, **kwargs)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def http() -> Iterator[httpx2.Client]:
-    with http_client() as client:
-        yield client
 
 
 def blob_urls(

@@ -89,6 +89,56 @@ def _interrupted_in_history() -> None:
     assert [j.status for j in rows] == ["interrupted"]
 
 
+def _kept_then_resumed(server: FaultServer, target: Path, *, interrupted: bool = True) -> None:
+    """The partial data and its state outlived the process (and the history says the job was
+    interrupted); a new download resumes from the recorded bytes."""
+    durable = _durable(target)
+    assert durable > 0
+    if interrupted:
+        _interrupted_in_history()
+    _resumes_from(server, target, durable)
+
+
+def _leaving(url: str, out: Path, *, pause: bool = False) -> str:
+    """A child's code: start downloading ``url``, wait until :data:`SENT` bytes arrived (then
+    pause the job, when ``pause``), print ``LEAVING <status>`` and end."""
+    then = (
+        """
+        job.pause()
+        while job.status != "paused" and time.monotonic() < deadline:
+            time.sleep(0.02)"""
+        if pause
+        else ""
+    )
+    return textwrap.dedent(
+        f"""
+        import time, nbmodels
+        job = nbmodels.download({url!r}, dir={str(out)!r})
+        deadline = time.monotonic() + 60
+        while job.progress.downloaded_bytes < {SENT} and time.monotonic() < deadline:
+            time.sleep(0.02){then}
+        print("LEAVING", job.status, flush=True)
+        """
+    )
+
+
+def _child(
+    tmp_path: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` run to its end (at most two minutes), which must be a success."""
+    proc = subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def test_ctrl_c_during_pull_prints_one_line_and_the_next_pull_resumes(
     engine: _engine.Engine, slow: FaultServer, tmp_path: Path
 ) -> None:
@@ -108,41 +158,17 @@ def test_ctrl_c_during_pull_prints_one_line_and_the_next_pull_resumes(
     assert stderr.strip() == (
         "nbmodels: interrupted; partial data is kept: run the same command to resume."
     )
-    durable = _durable(out / "m.bin")
-    assert durable > 0
-    _interrupted_in_history()
-    _resumes_from(slow, out / "m.bin", durable)
+    _kept_then_resumed(slow, out / "m.bin")
 
 
 def test_python_exiting_mid_download_prints_one_line_and_a_later_run_resumes(
     engine: _engine.Engine, slow: FaultServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    code = textwrap.dedent(
-        f"""
-        import sys, time, nbmodels
-        job = nbmodels.download({slow.url("m.bin")!r}, dir={str(out)!r})
-        deadline = time.monotonic() + 60
-        while job.progress.downloaded_bytes < {SENT} and time.monotonic() < deadline:
-            time.sleep(0.02)
-        print("LEAVING", job.status, flush=True)
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _child(tmp_path, "-c", _leaving(slow.url("m.bin"), out))
     assert proc.stdout.strip() == "LEAVING downloading"
     assert EXIT_LINE.fullmatch(proc.stderr.strip()), proc.stderr
-    durable = _durable(out / "m.bin")
-    assert durable > 0
-    _interrupted_in_history()
-    _resumes_from(slow, out / "m.bin", durable)
+    _kept_then_resumed(slow, out / "m.bin")
 
 
 def test_leaving_ipython_with_a_background_job_prints_one_line_and_resumes_later(
@@ -162,55 +188,21 @@ def test_leaving_ipython_with_a_background_job_prints_one_line_and_resumes_later
             "",
         ]
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "IPython", "--simple-prompt", "--no-banner", "--colors=NoColor"],
-        input=script,
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    ipython = ("-m", "IPython", "--simple-prompt", "--no-banner", "--colors=NoColor")
+    proc = _child(tmp_path, *ipython, stdin=script)
     assert "LEAVING downloading" in proc.stdout
     assert EXIT_LINE.fullmatch(proc.stderr.strip()), proc.stderr
-    durable = _durable(out / "m.bin")
-    assert durable > 0
-    _interrupted_in_history()
-    _resumes_from(slow, out / "m.bin", durable)
+    _kept_then_resumed(slow, out / "m.bin")
 
 
 def test_a_paused_job_at_exit_is_kept_without_a_line(
     engine: _engine.Engine, slow: FaultServer, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    code = textwrap.dedent(
-        f"""
-        import time, nbmodels
-        job = nbmodels.download({slow.url("m.bin")!r}, dir={str(out)!r})
-        deadline = time.monotonic() + 60
-        while job.progress.downloaded_bytes < {SENT} and time.monotonic() < deadline:
-            time.sleep(0.02)
-        job.pause()
-        while job.status != "paused" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        print("LEAVING", job.status, flush=True)
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _child(tmp_path, "-c", _leaving(slow.url("m.bin"), out, pause=True))
     assert proc.stdout.strip() == "LEAVING paused"
     assert proc.stderr == ""  # the user paused it: nothing to report
-    durable = _durable(out / "m.bin")
-    assert durable > 0
-    _resumes_from(slow, out / "m.bin", durable)
+    _kept_then_resumed(slow, out / "m.bin", interrupted=False)
 
 
 THREAD_CHILD = """
@@ -247,15 +239,7 @@ def test_a_download_in_a_thread_when_the_main_thread_ends_stops_cleanly(
     code = THREAD_CHILD.format(
         url=slow.url("m.bin"), out=str(out), sent=SENT, after_main=after_main
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _child(tmp_path, "-c", code)
     if after_main:
         assert proc.stderr == ""
         assert proc.stdout.strip() == (

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import nbmodels
-from nbmodels._listing import REASON_WIDTH, cut, job_label, newest, older_line, reason
+from nbmodels._present import REASON_WIDTH, cut, job_label, newest, older_line, reason
 from nbmodels._progress import JobSnapshot, Progress
 from nbmodels.engine import _engine
 from nbmodels.notebook._state import job_state

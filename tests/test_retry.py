@@ -21,10 +21,11 @@ import pytest
 
 import nbmodels
 from nbmodels._config import Settings
+from nbmodels._present import file_text, job_text, plain_text
 from nbmodels._progress import FileProgress, JobSnapshot, Progress, RetryNotice, format_progress
-from nbmodels.cli._progress import PlainView, file_text, job_text
+from nbmodels.cli._progress import PlainView
 from nbmodels.engine import _engine
-from nbmodels.notebook._state import job_state, plain_text
+from nbmodels.notebook._state import job_state
 from nbmodels.notebook._text import progress_line
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer

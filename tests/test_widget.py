@@ -18,10 +18,11 @@ import comm
 
 import nbmodels
 from nbmodels._options import Options
+from nbmodels._present import one_line, plain_text
 from nbmodels._progress import FileProgress, JobSnapshot, Progress
 from nbmodels.engine import _engine
 from nbmodels.notebook import _display, _publisher, _widget
-from nbmodels.notebook._state import CARD_KEYS, job_state, one_line, plain_text
+from nbmodels.notebook._state import CARD_KEYS, job_state
 from nbmodels.notebook._text import TextProgress, progress_line
 from nbmodels.notebook._widget import JobWidget, PanelWidget, card_wanted
 from nbmodels.testing import HubEmulator
@@ -605,7 +606,7 @@ def test_text_progress_redraws_one_line_and_ends_it(
 
 
 def test_paths_under_home_are_shown_with_a_tilde(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbmodels.notebook._state import short_path
+    from nbmodels._present import short_path
 
     monkeypatch.setenv("HOME", "/home/you")
     assert short_path("/home/you/.cache/huggingface/hub/m.gguf") == (

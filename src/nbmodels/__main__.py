@@ -1,10 +1,10 @@
-"""``python -m nbmodels`` — the ``nbmodels`` command (see :mod:`nbmodels.cli._main`)."""
+"""``python -m nbmodels`` — the ``nbmodels`` command (see :mod:`nbmodels.cli`)."""
 
 from __future__ import annotations
 
 import sys
 
-from .cli._main import main
+from .cli import main
 
 __all__ = ["main"]
 

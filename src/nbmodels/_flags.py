@@ -2,11 +2,13 @@
 ``nbmodels`` command (docs/public-api.md, Options: a flag is named after the
 :class:`~nbmodels._options.Options` field it sets).
 
-Standard library only (argparse): the CLI imports this without IPython. A front end builds its
-parser with :func:`build_parser` (or adds :data:`DOWNLOAD_FLAGS` to its own parser with
-:func:`add_download_arguments`) and turns the parsed namespace into keyword arguments for
-:func:`nbmodels.download` with :func:`options_from_namespace`. Bad input raises
-:class:`UsageError`, a one-line ``ValueError``; the parser never calls ``sys.exit``.
+No UI library (argparse): the CLI imports this without IPython. A front end builds its parser
+with :func:`build_parser` (or adds :data:`DOWNLOAD_FLAGS`, or some of them, to its own
+:class:`Parser` with :func:`add_download_arguments`) and turns the parsed namespace into keyword
+arguments for :func:`nbmodels.download` with :func:`options_from_namespace`. The listings
+(``nbmodels jobs``, ``%model_panel``) share ``-n/--limit`` and ``-a/--all``
+(:func:`add_limit_arguments`, :func:`listing_limit`). Bad input raises :class:`UsageError`, a
+one-line ``ValueError``; the parser never calls ``sys.exit``.
 """
 
 from __future__ import annotations
@@ -14,26 +16,40 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
+
+from ._present import SHOWN
 
 __all__ = [
     "DOWNLOAD_FLAGS",
     "Command",
     "Flag",
+    "Parser",
     "UsageError",
     "add_download_arguments",
     "add_frontend_arguments",
+    "add_limit_arguments",
     "build_parser",
+    "command_from",
     "group_refs",
+    "listing_limit",
     "options_from_namespace",
     "parse_command",
+    "split_line",
 ]
 
 
 class UsageError(ValueError):
-    """The command line is malformed (unknown flag, missing value, bad number). One line."""
+    """The command line is malformed (unknown flag, missing value, bad number). One line:
+    ``PROG: what is wrong``; ``prog`` and ``problem`` apart for a front end that lays them out
+    itself (the CLI: ``PROG: error: what is wrong``)."""
+
+    def __init__(self, problem: str, prog: str = "") -> None:
+        super().__init__(f"{prog}: {problem}" if prog else problem)
+        self.prog = prog
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +118,15 @@ DOWNLOAD_FLAGS: tuple[Flag, ...] = (
 )
 
 
-def add_download_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """Add every :data:`DOWNLOAD_FLAGS` entry to ``parser`` (``dest`` = the option name)."""
+def add_download_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    only: Collection[str] | None = None,
+) -> None:
+    """Add the :data:`DOWNLOAD_FLAGS` entries (those of the options in ``only``, if given) to
+    ``parser`` (``dest`` = the option name; None when not given)."""
     for flag in DOWNLOAD_FLAGS:
+        if only is not None and flag.option not in only:
+            continue
         if flag.kind == "switch":
             parser.add_argument(
                 *flag.names, dest=flag.option, action="store_true", default=None, help=flag.help
@@ -145,14 +167,35 @@ def add_frontend_arguments(
     )
 
 
-class _Parser(argparse.ArgumentParser):
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-n/--limit N`` or ``-a/--all``: how many jobs a listing shows (:func:`listing_limit`)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "-n", "--limit", type=int, metavar="N", help=f"show the newest N (default {SHOWN})"
+    )
+    which.add_argument("-a", "--all", action="store_true", help="show every job")
+
+
+def listing_limit(
+    ns: argparse.Namespace, prog: str, *, default: int | None = SHOWN
+) -> int | None:
+    """How many jobs to list (None: all): ``--all`` and ``--limit 0`` mean all; without either,
+    ``default``. A negative ``--limit`` raises :class:`UsageError`."""
+    if ns.limit is not None and ns.limit < 0:
+        raise UsageError(f"argument -n/--limit: must be 0 or more, got {ns.limit}", prog)
+    if ns.all or ns.limit == 0:
+        return None
+    return default if ns.limit is None else int(ns.limit)
+
+
+class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that raises :class:`UsageError` instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(message, self.prog)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise UsageError(message.strip() if message else f"{self.prog}: exit {status}")
+        raise UsageError(message.strip()) if message else UsageError(f"exit {status}", self.prog)
 
 
 def build_parser(
@@ -164,7 +207,7 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """A parser for ``PROG [REF ...] [flags]``: references, the download flags and the
     front-end flags. Parse with ``parse_intermixed_args`` so flags may come anywhere."""
-    parser = _Parser(
+    parser = Parser(
         prog=prog,
         description=description,
         add_help=add_help,
@@ -212,6 +255,16 @@ def group_refs(words: Iterable[str]) -> list[str]:
     return out
 
 
+def split_line(line: str | Sequence[str], prog: str) -> list[str]:
+    """The words of a command line (a string, split like a shell; or words already)."""
+    if not isinstance(line, str):
+        return list(line)
+    try:
+        return shlex.split(line)
+    except ValueError as exc:  # e.g. an unclosed quote
+        raise UsageError(str(exc), prog) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A parsed download command: references, download options, front-end switches."""
@@ -222,23 +275,9 @@ class Command:
     quiet: bool = False
 
 
-def parse_command(
-    line: str | Sequence[str],
-    *,
-    prog: str,
-    body: str | None = None,
-    background: bool = True,
-) -> Command:
-    """Parse a command line (a string, split like a shell; or words) and an optional body with
-    one reference per line (``#`` starts a comment line). Raises :class:`UsageError`."""
-    if isinstance(line, str):
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:  # e.g. an unclosed quote
-            raise UsageError(f"{prog}: {exc}") from None
-    else:
-        words = list(line)
-    ns = build_parser(prog, background=background).parse_intermixed_args(words)
+def command_from(ns: argparse.Namespace, body: str | None = None) -> Command:
+    """The command of a parsed namespace (of :func:`build_parser`, or a parser extending it)
+    and an optional body with one reference per line (``#`` starts a comment line)."""
     refs = group_refs(ns.refs)
     if body is not None:
         for raw in body.splitlines():
@@ -251,3 +290,16 @@ def parse_command(
         background=bool(getattr(ns, "background", False)),
         quiet=bool(ns.quiet),
     )
+
+
+def parse_command(
+    line: str | Sequence[str],
+    *,
+    prog: str,
+    body: str | None = None,
+    background: bool = True,
+) -> Command:
+    """Parse a command line (a string, split like a shell; or words) and an optional body with
+    one reference per line (``#`` starts a comment line). Raises :class:`UsageError`."""
+    parser = build_parser(prog, background=background)
+    return command_from(parser.parse_intermixed_args(split_line(line, prog)), body)

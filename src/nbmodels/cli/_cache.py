@@ -6,10 +6,25 @@ import argparse
 from collections.abc import Iterable
 from typing import Any
 
+import nbmodels
+
+from .._config import env_flag, hf_cache_dir
+from .._options import Options
 from .._progress import format_bytes
-from ..cache import CachedFile, LocalEntry
+from ..cache import (
+    CachedFile,
+    Check,
+    LocalEntry,
+    hub_expectations,
+    local_entries,
+    remove,
+    resolve_cached,
+    scan_cache,
+    verify,
+    verify_offline,
+)
 from ..refs import split_quant_name
-from ._main import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
+from ._common import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
 
 __all__ = ["build_ls", "build_rm", "build_verify", "run_ls", "run_rm", "run_verify"]
 
@@ -26,36 +41,30 @@ def _revision(refs: Iterable[str], commit: str | None) -> str:
     return names or short or "-"
 
 
-def cached_json(f: CachedFile) -> dict[str, Any]:
+def _file_json(
+    f: CachedFile | LocalEntry, location: str, revisions: Iterable[str], blob: str | None
+) -> dict[str, Any]:
     return {
-        "location": "cache",
+        "location": location,
         "repo": f.repo,
         "repo_type": f.repo_type,
         "file": f.file,
         "quant": _quant(f.file),
         "size_bytes": f.size,
-        "revisions": list(f.refs),
+        "revisions": list(revisions),
         "commit": f.commit,
         "last_used": iso(f.last_used),
         "path": str(f.path),
-        "blob": f.blob_name,
+        "blob": blob,
     }
+
+
+def cached_json(f: CachedFile) -> dict[str, Any]:
+    return _file_json(f, "cache", f.refs, f.blob_name)
 
 
 def local_json(e: LocalEntry) -> dict[str, Any]:
-    return {
-        "location": "local",
-        "repo": e.repo,
-        "repo_type": e.repo_type,
-        "file": e.file,
-        "quant": _quant(e.file),
-        "size_bytes": e.size,
-        "revisions": [e.revision] if e.revision else [],
-        "commit": e.commit,
-        "last_used": iso(e.last_used),
-        "path": str(e.path),
-        "blob": None,
-    }
+    return _file_json(e, "local", [e.revision] if e.revision else [], None)
 
 
 # -- ls -------------------------------------------------------------------------------------------
@@ -75,11 +84,6 @@ def build_ls(prog: str) -> Parser:
 
 
 def run_ls(ns: argparse.Namespace, io: Io) -> int:
-    import nbmodels
-
-    from .._config import hf_cache_dir
-    from ..cache import local_entries, scan_cache
-
     needle = (ns.filter or "").lower()
 
     def keep(*texts: str) -> bool:
@@ -100,37 +104,46 @@ def run_ls(ns: argparse.Namespace, io: Io) -> int:
         return 0
     if cached:
         io.line(f"Hugging Face cache ({cache_dir}):")
-        rows = [
-            [
-                f.repo,
-                f.file,
-                _quant(f.file) or "-",
-                "?" if f.size is None else format_bytes(f.size),
-                _revision(f.refs, f.commit),
-                ago(f.last_used),
-            ]
-            for f in cached
-        ]
-        for line in table(["REPO", "FILE", "QUANT", "SIZE", "REVISION", "LAST USED"], rows):
-            io.line("  " + line)
+        _table(io, ["REPO", "FILE", "QUANT", "SIZE", "REVISION", "LAST USED"], _cached_rows(cached))
     if local:
         io.line("Downloaded elsewhere:")
-        rows = [
-            [
-                e.repo,
-                e.file,
-                format_bytes(e.size),
-                _revision([e.revision] if e.revision else [], e.commit),
-                ago(e.last_used),
-                str(e.path),
-            ]
-            for e in local
-        ]
-        for line in table(["REPO", "FILE", "SIZE", "REVISION", "LAST USED", "PATH"], rows):
-            io.line("  " + line)
+        _table(io, ["REPO", "FILE", "SIZE", "REVISION", "LAST USED", "PATH"], _local_rows(local))
     n = len(cached) + len(local)
     io.line(f"{n} file{'s' if n != 1 else ''}, {format_bytes(total)} on disk")
     return 0
+
+
+def _cached_rows(cached: Iterable[CachedFile]) -> list[list[str]]:
+    return [
+        [
+            f.repo,
+            f.file,
+            _quant(f.file) or "-",
+            "?" if f.size is None else format_bytes(f.size),
+            _revision(f.refs, f.commit),
+            ago(f.last_used),
+        ]
+        for f in cached
+    ]
+
+
+def _local_rows(local: Iterable[LocalEntry]) -> list[list[str]]:
+    return [
+        [
+            e.repo,
+            e.file,
+            format_bytes(e.size),
+            _revision([e.revision] if e.revision else [], e.commit),
+            ago(e.last_used),
+            str(e.path),
+        ]
+        for e in local
+    ]
+
+
+def _table(io: Io, headers: list[str], rows: list[list[str]]) -> None:
+    for line in table(headers, rows):
+        io.line("  " + line)
 
 
 # -- rm -------------------------------------------------------------------------------------------
@@ -152,8 +165,6 @@ def build_rm(prog: str) -> Parser:
 
 
 def run_rm(ns: argparse.Namespace, io: Io) -> int:
-    from ..cache import remove
-
     done = remove(ns.ref, revision=ns.revision, dry_run=ns.dry_run)
     if ns.json:
         io.json(
@@ -215,10 +226,6 @@ _LABEL = {"ok": "OK", "corrupt": "CORRUPT", "unverifiable": "UNKNOWN"}
 
 
 def run_verify(ns: argparse.Namespace, io: Io) -> int:
-    from .._config import env_flag
-    from .._options import Options
-    from ..cache import Check, hub_expectations, resolve_cached, scan_cache, verify, verify_offline
-
     offline = bool(ns.offline) or env_flag("HF_HUB_OFFLINE")
     if ns.ref is None:
         files = [f for repo in scan_cache() for f in repo.files]

@@ -38,147 +38,24 @@ version. Times are ISO 8601 UTC strings, sizes integers in bytes, absent values 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, TextIO
+from typing import TextIO
 
-from .._flags import DOWNLOAD_FLAGS
+from .. import __version__
 from .._fserrors import fs_error
 from .._options import OptionValueError
 from ..errors import NbmodelsError, RefError
+from ._cache import build_ls, build_rm, build_verify, run_ls, run_rm, run_verify
+from ._common import Io, Parser, UsageError
+from ._info import build_inspect, build_jobs, run_inspect, run_jobs
+from ._pull import build_pull, run_pull
+from ._serve import build_serve, run_serve
 
 __all__ = ["main"]
-
-JSON_VERSION = 1
-
-
-class UsageError(Exception):
-    """A malformed command line (exit status 2)."""
-
-    def __init__(self, message: str, prog: str) -> None:
-        super().__init__(message)
-        self.prog = prog
-
-
-class Parser(argparse.ArgumentParser):
-    """Raises :class:`UsageError` instead of exiting, so ``main`` decides the exit status."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, self.prog)
-
-
-def new_parser(prog: str, description: str, epilog: str | None = None) -> Parser:
-    """A command's parser: its description wrapped, its epilog shown as written."""
-    return Parser(
-        prog=prog,
-        description=textwrap.fill(description, 88),
-        epilog=epilog,
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def add_flags(parser: argparse.ArgumentParser, *names: str) -> None:
-    """Some of the shared download flags (same names and help as ``pull`` and the magic)."""
-    for flag in DOWNLOAD_FLAGS:
-        if flag.option not in names:
-            continue
-        if flag.kind == "switch":
-            parser.add_argument(*flag.names, dest=flag.option, action="store_true", help=flag.help)
-        else:
-            parser.add_argument(
-                *flag.names,
-                dest=flag.option,
-                type=int if flag.kind == "int" else str,
-                metavar=flag.metavar,
-                help=flag.help,
-            )
-
-
-def add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object (schema: nbmodels --help)"
-    )
-
-
-@dataclass
-class Io:
-    """Where a command writes (the real streams, or test buffers)."""
-
-    out: TextIO
-    err: TextIO
-
-    def json(self, payload: dict[str, Any]) -> None:
-        json.dump({"version": JSON_VERSION, **payload}, self.out, indent=2)
-        self.out.write("\n")
-
-    def line(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-
-    def usage(self, prog: str, text: str) -> None:
-        """A usage error (exit status 2): what is wrong, and where the help is."""
-        self.err.write(f"{prog}: error: {text}\n(see `{prog} --help`)\n")
-        self.err.flush()
-
-    def error(self, exc: BaseException | str) -> None:
-        text = exc if isinstance(exc, str) else one_line(exc)
-        self.err.write(f"nbmodels: error: {text}\n")
-        self.err.flush()
-
-
-def one_line(exc: BaseException) -> str:
-    """An error's message on one line, options named as flags (``--dir``); a multi-line hint is
-    replaced by a pointer to it."""
-    if isinstance(exc, NbmodelsError):
-        hint = exc.hint or ""
-        if "\n" in hint:
-            where = "nbmodels pull --help" if isinstance(exc, RefError) else "nbmodels --help"
-            return f"{exc.fact} See `{where}` for the accepted forms."
-        return " ".join(exc.render("flags").split())
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.UTC).isoformat(timespec="seconds")
-
-
-def ago(ts: float | None, now: float | None = None) -> str:
-    """``just now``, ``5 min ago``, ``3 h ago``, ``2 days ago``, then the date."""
-    if ts is None:
-        return "-"
-    now = _dt.datetime.now(tz=_dt.UTC).timestamp() if now is None else now
-    delta = max(0.0, now - ts)
-    if delta < 60:
-        return "just now"
-    if delta < 3600:
-        return f"{int(delta // 60)} min ago"
-    if delta < 86400:
-        return f"{int(delta // 3600)} h ago"
-    if delta < 7 * 86400:
-        days = int(delta // 86400)
-        return f"{days} day{'s' if days > 1 else ''} ago"
-    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns separated by two spaces (the last one is not padded)."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    out = []
-    for row in (headers, *rows):
-        cells = [c.ljust(widths[i]) for i, c in enumerate(row[:-1])] + [row[-1]]
-        out.append("  ".join(cells).rstrip())
-    return out
 
 
 # -- the command table --------------------------------------------------------------------------
@@ -193,21 +70,15 @@ class Command:
 
 
 def _commands() -> dict[str, Command]:
-    from ..server import _standalone as serve
-    from . import _cache as _cli_cache
-    from . import _info as _cli_info
-    from . import _pull as _cli_pull
-
-    pull, info, cache = _cli_pull, _cli_info, _cli_cache
     cmds = [
-        Command("pull", "download (no REF: the pyproject manifest)", pull.build, pull.run),
-        Command("jobs", "downloads of this and earlier sessions", info.build_jobs, info.run_jobs),
-        Command("ls", "what is on disk", cache.build_ls, cache.run_ls),
-        Command("rm", "remove a model from the Hugging Face cache", cache.build_rm, cache.run_rm),
-        Command("verify", "re-hash cached files", cache.build_verify, cache.run_verify),
-        Command("inspect", "read a header; estimate memory", info.build_inspect, info.run_inspect),
-        Command("serve", "the engine behind HTTP (docs/api.md)", serve.build, serve.run),
-    ]  # fmt: skip
+        Command("pull", "download (no REF: the pyproject manifest)", build_pull, run_pull),
+        Command("jobs", "downloads of this and earlier sessions", build_jobs, run_jobs),
+        Command("ls", "what is on disk", build_ls, run_ls),
+        Command("rm", "remove a model from the Hugging Face cache", build_rm, run_rm),
+        Command("verify", "re-hash cached files", build_verify, run_verify),
+        Command("inspect", "read a header; estimate memory", build_inspect, run_inspect),
+        Command("serve", "the engine behind HTTP (docs/api.md)", build_serve, run_serve),
+    ]
     return {c.name: c for c in cmds}
 
 
@@ -234,8 +105,6 @@ def main(
         io.out.write(_usage(commands))
         return 0 if args else 2
     if args[0] == "--version":
-        from .. import __version__
-
         io.line(f"nbmodels {__version__}")
         return 0
     command = commands.get(args[0])
@@ -250,7 +119,7 @@ def main(
         ns = parser.parse_intermixed_args(args[1:])
         return command.run(ns, io)
     except UsageError as exc:
-        io.usage(exc.prog, str(exc))
+        io.usage(exc.prog or parser.prog, exc.problem)
         return 2
     except OptionValueError as exc:
         io.usage(parser.prog, exc.render("flags"))

@@ -1,6 +1,7 @@
 """Terminal progress for ``nbmodels pull``: drawn by the waiting (main) thread from the jobs'
-snapshots, never by the engine's thread. The text of every row is
-:func:`~nbmodels._progress.format_progress`, the formatter the widget and the notebook's text
+snapshots, never by the engine's thread. The text of every row comes from
+:mod:`nbmodels._present` (:func:`~nbmodels._present.job_text`,
+:func:`~nbmodels._present.file_text`), on the formatter the widget and the notebook's text
 fallback use.
 
 - :class:`BarView` (stdout is a terminal): a row per file — bar, bytes, percentage, speed,
@@ -20,39 +21,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
-from .._progress import FileProgress, JobSnapshot, Status, format_progress
+from .._present import file_text, job_text
+from .._progress import FileProgress, JobSnapshot, Status
 from ..engine import Job
 
-__all__ = ["BarView", "PlainView", "QuietView", "View", "make_view", "status_label"]
+__all__ = ["BarView", "PlainView", "QuietView", "View", "make_view"]
 
 BAR_WIDTH = 20
 NAME_WIDTH = 40
 #: Seconds between two progress lines of one downloading file (plain output).
 PLAIN_EVERY = 5.0
-
-
-def status_label(status: str) -> str:
-    """``already_downloaded`` -> ``already downloaded``."""
-    return status.replace("_", " ")
-
-
-def file_text(f: FileProgress, *, label: bool = False) -> str:
-    """``1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42``, or ``completed · 4.5 GB / ...``
-    (the status is always named when ``label``)."""
-    text = format_progress(f.progress, status=f.status)
-    if f.status == Status.DOWNLOADING and not label:
-        return text
-    return f"{status_label(f.status)} · {text}"
-
-
-def job_text(snap: JobSnapshot) -> str:
-    """``REF · downloading · 1.2 GB / 4.5 GB · ...`` (just the status before sizes are known,
-    unless it waits to retry)."""
-    head = f"{snap.ref} · {status_label(snap.status)}"
-    p = snap.progress
-    if p.total_bytes is None and not p.downloaded_bytes and p.retry is None:
-        return head
-    return f"{head} · " + format_progress(snap.progress, status=snap.status)
 
 
 def bar(fraction: float | None, width: int = BAR_WIDTH) -> str:

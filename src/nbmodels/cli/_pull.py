@@ -7,17 +7,19 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import nbmodels
+
 from .._flags import add_download_arguments, add_frontend_arguments, group_refs
 from .._flags import options_from_namespace as cli_options
 from .._options import Options, OptionValueError
 from ..engine import Job, shutdown
 from ..errors import NbmodelsError, RefError
 from ..refs import ACCEPTED_FORMS, parse_ref
-from ._main import Io, Parser, new_parser
+from ._common import Io, Parser, new_parser
 from ._manifest import load_manifest
 from ._progress import View, make_view
 
-__all__ = ["build", "run"]
+__all__ = ["build_pull", "run_pull"]
 
 #: Seconds between two redraws (bars) / checks (plain lines).
 REFRESH = 0.2
@@ -42,7 +44,7 @@ printed on a line of its own; errors go to stderr. Exit status 1 if any download
 a reference or an option value is invalid (then nothing is downloaded)."""
 
 
-def build(prog: str) -> Parser:
+def build_pull(prog: str) -> Parser:
     parser = new_parser(prog, "Download models into the Hugging Face cache (or --dir).", _EPILOG)
     parser.add_argument("refs", nargs="*", metavar="REF", help="what to download")
     add_download_arguments(parser.add_argument_group("download options"))
@@ -105,9 +107,7 @@ def _wait(jobs: Sequence[Job], view: View) -> None:
             stop()
 
 
-def run(ns: argparse.Namespace, io: Io) -> int:
-    import nbmodels
-
+def run_pull(ns: argparse.Namespace, io: Io) -> int:
     plan = _plan(ns, io)
     if _bad_input(plan, io, "nbmodels pull"):
         return 2

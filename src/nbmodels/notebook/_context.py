@@ -1,5 +1,6 @@
-"""Where the notebook layer is running: the IPython shell, widget support, and whether the
-current code is a widget's message handler (which must never display anything)."""
+"""Where the notebook layer is running: the IPython shell, widget support, whether the current
+code is a widget's message handler (which must never display anything), and huggingface_hub's
+own progress bars kept out of it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ __all__ = [
     "current_shell",
     "in_widget_handler",
     "is_kernel",
+    "quiet_hub_progress_bars",
     "widget_handler",
     "widgets_supported",
 ]
@@ -65,3 +67,22 @@ def is_kernel(shell: Any | None) -> bool:
     if shell is None:
         return False
     return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
+
+
+def quiet_hub_progress_bars() -> None:
+    """huggingface_hub's own tqdm bars never appear next to ours (unless the user set
+    ``HF_HUB_DISABLE_PROGRESS_BARS=0`` on purpose).
+
+    This imports nothing: importing ``huggingface_hub.utils.tqdm`` imports ``tqdm.auto``, which
+    in a kernel without ipywidgets prints ``TqdmWarning: IProgress not found``. The environment
+    variable covers a huggingface_hub imported later; one imported already is told directly.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"].strip().lower() in ("0", "false", "no", "off"):
+        return
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # read once, when huggingface_hub.utils.tqdm is imported
+        constants.HF_HUB_DISABLE_PROGRESS_BARS = True
+    bars = sys.modules.get("huggingface_hub.utils.tqdm")
+    if bars is not None:
+        bars.disable_progress_bars()

@@ -6,9 +6,14 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .._present import plain_text
 from ..engine import Job
-from ._context import current_shell, in_widget_handler, widgets_supported
-from ._state import plain_text
+from ._context import (
+    current_shell,
+    in_widget_handler,
+    quiet_hub_progress_bars,
+    widgets_supported,
+)
 from ._text import watch
 
 if TYPE_CHECKING:
@@ -26,7 +31,6 @@ _panel: PanelWidget | None = None
 
 def widget_for(job: Job) -> JobWidget:
     """The widget of ``job`` (created once; every view of one job shares its model)."""
-    from ._extension import quiet_hub_progress_bars
     from ._widget import JobWidget
 
     quiet_hub_progress_bars()

@@ -3,13 +3,13 @@ the magics, and a one-line ``text/plain`` form of ``ModelCard`` for cell outputs
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
+from .._redact import redact_url
+from ._context import quiet_hub_progress_bars
 from ._publisher import get_publisher
 
-__all__ = ["load_ipython_extension", "quiet_hub_progress_bars", "unload_ipython_extension"]
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 _MAGICS = (("line", "model_download"), ("cell", "model_download"), ("line", "model_panel"))
 #: ``ModelCard`` of ``nbmodels.inspect`` (by name: registering it imports nothing).
@@ -19,8 +19,6 @@ _CARD_TYPE = ("nbmodels.cards._card", "ModelCard")
 def _card_text(card: Any, p: Any, _cycle: bool) -> None:
     """A ModelCard as a cell's ``Out``: one line (``%model_download --inspect`` has just printed
     the details; the dataclass repr would be a screenful)."""
-    from .._redact import redact_url
-
     ref = redact_url(card.ref) if "://" in card.ref else card.ref
     p.text(f"<ModelCard {ref!r} {card.summary()}>")
 
@@ -28,25 +26,6 @@ def _card_text(card: Any, p: Any, _cycle: bool) -> None:
 def _plain_text_formatter(ipython: Any) -> Any | None:
     formatter = getattr(ipython, "display_formatter", None)
     return None if formatter is None else formatter.formatters.get("text/plain")
-
-
-def quiet_hub_progress_bars() -> None:
-    """huggingface_hub's own tqdm bars never appear next to ours (unless the user set
-    ``HF_HUB_DISABLE_PROGRESS_BARS=0`` on purpose).
-
-    This imports nothing: importing ``huggingface_hub.utils.tqdm`` imports ``tqdm.auto``, which
-    in a kernel without ipywidgets prints ``TqdmWarning: IProgress not found``. The environment
-    variable covers a huggingface_hub imported later; one imported already is told directly.
-    """
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"].strip().lower() in ("0", "false", "no", "off"):
-        return
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None:  # read once, when huggingface_hub.utils.tqdm is imported
-        constants.HF_HUB_DISABLE_PROGRESS_BARS = True
-    bars = sys.modules.get("huggingface_hub.utils.tqdm")
-    if bars is not None:
-        bars.disable_progress_bars()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,20 +14,21 @@ from IPython.utils.text import DollarFormatter
 
 from .._flags import (
     Command,
+    Parser,
     UsageError,
+    add_limit_arguments,
     build_parser,
-    group_refs,
-    options_from_namespace,
-    parse_command,
+    command_from,
+    listing_limit,
+    split_line,
 )
-from .._flags import _Parser as _CmdParser
-from .._listing import SHOWN
 from .._options import Options, OptionValueError
+from .._present import card_lines, forms_pointer, one_line, status_label
 from .._redact import redact_url
 from ..engine import Job
 from ..errors import NbmodelsError
 from ._context import widgets_supported
-from ._state import card_details, one_line, status_label
+from ._display import panel
 from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ __all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 
 PROG = "%model_download"
 PANEL = "%model_panel"
-MORE = f"See {PROG}? for the accepted forms."
+MORE = forms_pointer(f"{PROG}?")
 #: Seconds per wait step (the text line is redrawn between steps; interrupts land in a step).
 WAIT_STEP = 0.5
 
@@ -99,37 +99,15 @@ def _parser() -> argparse.ArgumentParser:
 def parse_magic(line: str, body: str | None = None) -> tuple[Command, bool]:
     """The command of ``%model_download LINE`` (+ cell ``body``) and whether ``--inspect`` was
     given. Raises :class:`UsageError`."""
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:  # e.g. an unclosed quote
-        raise UsageError(f"{PROG}: {exc}") from None
-    ns = _parser().parse_intermixed_args(words)
-    refs = group_refs(ns.refs)
-    if body is not None:  # the body's rules (one reference per line, # comments) are shared
-        refs.extend(parse_command([], prog=PROG, body=body).refs)
-    cmd = Command(
-        refs=tuple(refs),
-        options=options_from_namespace(ns),
-        background=bool(ns.background),
-        quiet=bool(ns.quiet),
-    )
-    return cmd, bool(ns.inspect)
+    ns = _parser().parse_intermixed_args(split_line(line, PROG))
+    return command_from(ns, body), bool(ns.inspect)
 
 
 def _panel_limit(line: str) -> int | None:
     """``%model_panel [--all | -n N]``: how many jobs the text form lists (None: all)."""
-    parser = _CmdParser(prog=PANEL, add_help=False, allow_abbrev=False)
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("-n", "--limit", type=int, default=SHOWN)
-    which.add_argument("-a", "--all", action="store_true")
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:  # an unclosed quote
-        raise UsageError(f"{PANEL}: {exc}") from None
-    ns = parser.parse_args(words)
-    if ns.limit < 0:
-        raise UsageError(f"{PANEL}: argument -n/--limit: must be 0 or more, got {ns.limit}")
-    return None if ns.all or ns.limit == 0 else int(ns.limit)
+    parser = Parser(prog=PANEL, add_help=False, allow_abbrev=False)
+    add_limit_arguments(parser)
+    return listing_limit(parser.parse_args(split_line(line, PANEL)), PANEL)
 
 
 def _usage_text(exc: Exception) -> str:
@@ -188,7 +166,7 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     try:
         cmd, card_only = parse_magic(line, body)
         if not cmd.refs:
-            raise UsageError(f"{PROG}: give at least one reference (see {PROG}?)")
+            raise UsageError(f"give at least one reference (see {PROG}?)", PROG)
         if card_only:
             _check_inspect(cmd)
         Options.create(**cmd.options)  # check every option before anything starts
@@ -249,16 +227,15 @@ def _check_inspect(cmd: Command) -> None:
         unused.append("--background")
     if unused:
         raise UsageError(
-            f"{PROG}: --inspect downloads nothing, so {', '.join(unused)} "
-            f"{'does' if len(unused) == 1 else 'do'} not apply"
+            f"--inspect downloads nothing, so {', '.join(unused)} "
+            f"{'does' if len(unused) == 1 else 'do'} not apply",
+            PROG,
         )
 
 
 def card_text(card: ModelCard) -> str:
     """What ``--inspect`` prints: the summary line, then one indented line per detail."""
-    rows = card_details(card)
-    width = max(len(key) for key, _ in rows)
-    return "\n".join([card.summary(), *(f"  {key:<{width}}  {value}" for key, value in rows)])
+    return "\n".join([card.summary(), *card_lines(card)])
 
 
 def run_inspect(cmd: Command) -> Any:
@@ -331,8 +308,6 @@ class ModelMagics(Magics):
             _error(str(exc))
             return
         if widgets_supported(self.shell):
-            from ._display import panel
-
             display(panel())  # type: ignore[no-untyped-call]
             return
         import nbmodels

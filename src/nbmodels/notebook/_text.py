@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .._listing import REASON_WIDTH, SHOWN, newest, older_line
-from .._progress import Progress, Status, format_progress, group_retry
+from .. import _present
+from .._present import REASON_WIDTH, SHOWN, newest, older_line, plain_text
 from ..engine import Job
 from ._context import current_shell, is_kernel
-from ._state import display_name, plain_text, status_label
 
 __all__ = ["TextProgress", "panel_text", "progress_line", "wait_with_progress", "watch"]
 
@@ -35,26 +34,8 @@ _watched_lock = threading.Lock()
 
 
 def progress_line(jobs: Sequence[Job]) -> str:
-    """``model.gguf — downloading · 1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42``; several
-    jobs are summed: ``2 downloads (1 done): 1.2 GB / 4.5 GB · ...``."""
-    snaps = [j.snapshot() for j in jobs]
-    if len(snaps) == 1:
-        s = snaps[0]
-        return f"{display_name(s)} — {status_label(s.status)} · " + format_progress(
-            s.progress, status=s.status
-        )
-    done = sum(1 for s in snaps if s.done)
-    totals = [s.progress.total_bytes for s in snaps]
-    downloaded = sum(s.progress.downloaded_bytes for s in snaps)
-    total = None if any(t is None for t in totals) else sum(t or 0 for t in totals)
-    speed = sum(s.progress.bytes_per_second for s in snaps)
-    running = [s for s in snaps if s.status == Status.DOWNLOADING]
-    eta = (total - downloaded) / speed if total is not None and speed > 0 else None
-    stalled = bool(running) and all(s.progress.stalled for s in running)
-    retry = group_retry([s.progress for s in running])
-    agg = Progress(downloaded, total, speed, eta, stalled, retry)
-    status = Status.DOWNLOADING if running else "waiting"
-    return f"{len(snaps)} downloads ({done} done): " + format_progress(agg, status=status)
+    """The jobs' line now (:func:`nbmodels._present.progress_line`)."""
+    return _present.progress_line([job.snapshot() for job in jobs])
 
 
 def _in_place(stream: TextIO) -> bool:

@@ -29,16 +29,18 @@ from urllib.parse import urlsplit
 import anywidget
 import traitlets
 
+from .._present import one_line, plain_text
 from .._progress import JobSnapshot
 from .._redact import redact_text
+from .._refs import parse_ref
 from ..engine import Job
 from ..errors import NbmodelsError
 from ._context import widget_handler
 from ._publisher import INTERVAL, Publisher, get_publisher
-from ._state import card_state, job_state, one_line, plain_text
+from ._state import card_state, job_state
 
 if TYPE_CHECKING:
-    from ..cards import ModelCard
+    from ..cards._inspect import ModelCard
 
 __all__ = ["JobWidget", "PanelWidget", "card_wanted", "inspect_model"]
 
@@ -58,8 +60,6 @@ def card_wanted(ref: str) -> bool:
     safetensors weights (a quant, a ``.gguf`` / ``.safetensors`` file, a repository or folder:
     :func:`nbmodels.inspect` picks the weights as a download would, or fails quietly), and
     plain URLs of a ``.gguf`` / ``.safetensors`` file."""
-    from ..refs import parse_ref
-
     try:
         parsed = parse_ref(ref)
     except (NbmodelsError, ValueError):

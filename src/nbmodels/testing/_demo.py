@@ -1,20 +1,21 @@
-"""Fixed repo sets: the small standard set the tests use, and larger generated demo models."""
+"""Fixed repo sets: the small standard set the tests use, and larger generated demo models.
+
+Each set is added to an emulator through the few methods of :class:`RepoHost` (a
+:class:`~nbmodels.testing.HubEmulator` is one).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ._content import GeneratedFile
 from ._gguf import gguf_file
-from ._repo import HubFile
+from ._repo import FileValue, HubFile, HubRepo
 from ._safetensors import safetensors_file
 
-if TYPE_CHECKING:
-    from ._emulator import HubEmulator
-
-__all__ = ["DemoRepos", "StandardRepos", "demo_repos", "standard_repos"]
+__all__ = ["DemoRepos", "RepoHost", "StandardRepos", "demo_repos", "standard_repos"]
 
 _KIB = 1024
 _MIB = 1024 * 1024
@@ -54,16 +55,49 @@ class StandardRepos:
     token_without_grant: str = "hf_nbmtest_not_granted"  # noqa: S105 - a fake token
 
 
+class RepoHost(Protocol):
+    """What the repo sets use of a :class:`~nbmodels.testing.HubEmulator`."""
+
+    standard: StandardRepos | None
+
+    def add_repo(self, repo_id: str, *args: Any, **kwargs: Any) -> HubRepo: ...
+    def add_gguf_repo(self, repo_id: str, *args: Any, **kwargs: Any) -> HubRepo: ...
+    def add_safetensors_repo(self, repo_id: str, *args: Any, **kwargs: Any) -> HubRepo: ...
+    def add_token(self, token: str, *args: Any, **kwargs: Any) -> None: ...
+
+
 def _config(name: str) -> bytes:
     return json.dumps({"model_type": "llama", "name": name}, indent=2).encode() + b"\n"
 
 
-def standard_repos(hub: HubEmulator) -> StandardRepos:
+def standard_repos(hub: RepoHost) -> StandardRepos:
     """Add the standard test repos (about 6 MB, all generated) to ``hub``; see
     :class:`StandardRepos`. Also sets ``hub.standard``."""
     ids = StandardRepos()
+    _standard_gguf(hub, ids.gguf)
+    hub.add_safetensors_repo(ids.safetensors, size=256 * _KIB)
+    hub.add_safetensors_repo(ids.sharded, size=128 * _KIB, shards=2)
+    hub.add_repo(ids.dataset, _dataset(), repo_type="dataset")
+    hub.add_repo(ids.space, _SPACE, repo_type="space")
+    for repo_id, flags in ((ids.gated, {"gated": True}), (ids.private, {"private": True})):
+        weights = safetensors_file(32 * _KIB, seed=repo_id)
+        files = {"config.json": _config(repo_id), "model.safetensors": weights}
+        hub.add_repo(repo_id, files, **flags)
+    hub.add_repo(ids.blobs, _blobs())
+    many: dict[str, FileValue] = {"README.md": "# many files\n"}
+    many.update({f"dir{i // 20}/file{i:03d}.txt": f"file {i}\n" for i in range(120)})
+    hub.add_repo(ids.many_files, many)
+    hub.add_repo(ids.legacy, {"config.json": _config("legacy"), "README.md": "# legacy\n"})
+    hub.add_token(ids.token, [ids.gated, ids.private])
+    hub.add_token(ids.token_without_grant)
+    hub.standard = ids
+    return ids
+
+
+def _standard_gguf(hub: RepoHost, repo_id: str) -> None:
+    """The GGUF repo of the standard set, with a tag, a branch and a pull request."""
     gguf = hub.add_gguf_repo(
-        ids.gguf,
+        repo_id,
         quants=("Q4_K_M", "Q8_0"),
         folder_quants=("F16",),
         split={"Q8_0": 3, "F16": 2},
@@ -76,50 +110,26 @@ def standard_repos(hub: HubEmulator) -> StandardRepos:
     gguf.commit({"Tiny-Q2_K.gguf": gguf_file(48 * _KIB, quant="Q2_K")}, branch="dev")
     gguf.create_pr({"NOTES.md": "# Notes\n"})
 
-    hub.add_safetensors_repo(ids.safetensors, size=256 * _KIB)
-    hub.add_safetensors_repo(ids.sharded, size=128 * _KIB, shards=2)
-    hub.add_repo(
-        ids.dataset,
-        {
-            "README.md": "---\nlicense: cc0-1.0\n---\n# Tiny dataset\n",
-            "data/train-00000-of-00001.parquet": GeneratedFile(64 * _KIB, "dataset-train"),
-            "data/test.csv": "id,text\n1,hello\n2,world\n",
-        },
-        repo_type="dataset",
-    )
-    hub.add_repo(
-        ids.space,
-        {"app.py": "print('hello')\n", "requirements.txt": "gradio\n"},
-        repo_type="space",
-    )
-    for repo_id, flags in ((ids.gated, {"gated": True}), (ids.private, {"private": True})):
-        hub.add_repo(
-            repo_id,
-            {
-                "config.json": _config(repo_id),
-                "model.safetensors": safetensors_file(32 * _KIB, seed=repo_id),
-            },
-            **flags,  # type: ignore[arg-type]
-        )
-    hub.add_repo(
-        ids.blobs,
-        {
-            "blob-1MiB.bin": GeneratedFile(_MIB, "blob-1"),
-            "blob-3MiB.bin": GeneratedFile(3 * _MIB, "blob-3"),
-            "git-256KiB.dat": HubFile(GeneratedFile(256 * _KIB, "git-256"), lfs=False),
-            "small.txt": "small git file\n",
-            "nested/deep/file.txt": "deep\n",
-        },
-    )
-    many: dict[str, bytes | str] = {"README.md": "# many files\n"}
-    for i in range(120):
-        many[f"dir{i // 20}/file{i:03d}.txt"] = f"file {i}\n"
-    hub.add_repo(ids.many_files, many)
-    hub.add_repo(ids.legacy, {"config.json": _config("legacy"), "README.md": "# legacy\n"})
-    hub.add_token(ids.token, [ids.gated, ids.private])
-    hub.add_token(ids.token_without_grant)
-    hub.standard = ids
-    return ids
+
+def _dataset() -> dict[str, FileValue]:
+    return {
+        "README.md": "---\nlicense: cc0-1.0\n---\n# Tiny dataset\n",
+        "data/train-00000-of-00001.parquet": GeneratedFile(64 * _KIB, "dataset-train"),
+        "data/test.csv": "id,text\n1,hello\n2,world\n",
+    }
+
+
+_SPACE: dict[str, FileValue] = {"app.py": "print('hello')\n", "requirements.txt": "gradio\n"}
+
+
+def _blobs() -> dict[str, FileValue]:
+    return {
+        "blob-1MiB.bin": GeneratedFile(_MIB, "blob-1"),
+        "blob-3MiB.bin": GeneratedFile(3 * _MIB, "blob-3"),
+        "git-256KiB.dat": HubFile(GeneratedFile(256 * _KIB, "git-256"), lfs=False),
+        "small.txt": "small git file\n",
+        "nested/deep/file.txt": "deep\n",
+    }
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,7 @@ class DemoRepos:
     token: str = "hf_nbmodels_demo"  # noqa: S105 - a fake token for the emulator
 
 
-def demo_repos(hub: HubEmulator, *, scale: float = 1.0) -> DemoRepos:
+def demo_repos(hub: RepoHost, *, scale: float = 1.0) -> DemoRepos:
     """Add demo models (about 400 MB at ``scale=1``, all generated: nothing is held in memory):
 
     - a GGUF repo: ``Q4_K_M`` (48 MB), ``Q8_0`` in 2 parts (96 MB), an ``F16`` folder quant in

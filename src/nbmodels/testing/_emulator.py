@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 from urllib.parse import quote
 
-from . import _builders
-from ._content import Content, VariantContent, as_content
+from ._builders import RepoLayouts
+from ._content import Content, as_content
+from ._demo import StandardRepos, standard_repos
 from ._faults import Fault, Faults, Origin
 from ._http import OriginServer, Request, Response
 from ._log import RequestLog, RequestRecord
-from ._repo import DEFAULT_LFS_PATTERNS, DEFAULT_LFS_THRESHOLD, FileValue, HubRepo, RepoType
+from ._repo import (
+    DEFAULT_LFS_PATTERNS,
+    DEFAULT_LFS_THRESHOLD,
+    URL_PREFIX,
+    FileValue,
+    HubRepo,
+    RepoType,
+)
 from ._routes import Router, error
-
-if TYPE_CHECKING:
-    from ._demo import StandardRepos
+from ._store import HubStore
 
 __all__ = ["HubEmulator"]
-
-_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 
 class _ServerApp:
@@ -34,7 +37,7 @@ class _ServerApp:
         self.faults = hub.faults
         self.log = hub._log
         self.closing = hub._closing
-        self.router = Router(hub)
+        self.router = Router(hub._store, hub)
 
     def handle(self, request: Request, *, variant: bool, ignore_range: bool) -> Response:
         return self.router.handle(request, variant=variant, ignore_range=ignore_range)
@@ -54,7 +57,7 @@ class _ServerApp:
             self.hub.server_errors.append(text)
 
 
-class HubEmulator:
+class HubEmulator(RepoLayouts):
     """A local Hugging Face Hub over real HTTP on 127.0.0.1: a Hub origin and a CDN origin.
 
     Use it as a context manager (or call :meth:`start` / :meth:`close`)::
@@ -98,12 +101,7 @@ class HubEmulator:
         self._lock = threading.RLock()
         self._log = RequestLog()
         self._closing = threading.Event()
-        self._repos: dict[tuple[str, str], HubRepo] = {}
-        self._renames: dict[tuple[str, str], str] = {}
-        self._tokens: dict[str, set[tuple[str, str]] | None] = {}
-        self._blobs: dict[str, tuple[Content, str, str]] = {}
-        self._static: dict[str, Content] = {}
-        self._variants: dict[str, Content] = {}
+        self._store = HubStore()
         self._throttles: list[tuple[str, str, int]] = []
         self._hub_server: OriginServer | None = None
         self._cdn_server: OriginServer | None = None
@@ -114,8 +112,6 @@ class HubEmulator:
     @classmethod
     def with_standard_repos(cls, **kwargs: Any) -> HubEmulator:
         """A new (not yet started) emulator holding :func:`standard_repos`."""
-        from ._demo import standard_repos
-
         hub = cls(**kwargs)
         standard_repos(hub)
         return hub
@@ -217,109 +213,47 @@ class HubEmulator:
             lfs_patterns=lfs_patterns,
             info=info,
         )
-        with self._lock:
-            if (repo_type, repo_id) in self._repos:
-                raise ValueError(f"{repo_type} repo {repo_id!r} already exists")
-            repo.commit(files or {}, branch=branch, message=message)
-            self._repos[(repo_type, repo_id)] = repo
-            self._renames.pop((repo_type, repo_id), None)
+        if self._store.find(repo_type, repo_id) is not None:
+            raise ValueError(f"{repo_type} repo {repo_id!r} already exists")
+        repo.commit(files or {}, branch=branch, message=message)
+        self._store.add_repo(repo)
         return repo
+
+    def _add_layout(
+        self,
+        repo_id: str,
+        files: Mapping[str, FileValue],
+        info: Mapping[str, object],
+        repo_kwargs: dict[str, Any],
+    ) -> HubRepo:
+        """(:class:`RepoLayouts`) Add a GGUF or safetensors repo."""
+        info = {**info, **repo_kwargs.pop("info", {})}
+        return self.add_repo(repo_id, files, info=info, **repo_kwargs)
 
     def repo(self, repo_id: str, repo_type: RepoType = "model") -> HubRepo:
         """The repo with this id (KeyError if absent)."""
-        with self._lock:
-            return self._repos[(repo_type, repo_id)]
+        return self._store.repo(repo_type, repo_id)
 
     @property
     def repos(self) -> list[HubRepo]:
         """Every repo, in creation order."""
-        with self._lock:
-            return list(self._repos.values())
+        return self._store.repos()
 
     def remove_repo(self, repo_id: str, repo_type: RepoType = "model") -> None:
         """Delete a repo: it answers 401 RepoNotFound from now on."""
-        with self._lock:
-            del self._repos[(repo_type, repo_id)]
+        self._store.remove_repo(repo_type, repo_id)
 
     def rename_repo(self, old_id: str, new_id: str, repo_type: RepoType = "model") -> HubRepo:
         """Rename a repo; requests for ``old_id`` get a relative 307 to ``new_id`` (the Hub's
         rename hop)."""
-        with self._lock:
-            if (repo_type, new_id) in self._repos:
-                raise ValueError(f"{repo_type} repo {new_id!r} already exists")
-            repo = self._repos.pop((repo_type, old_id))
-            repo.repo_id = new_id
-            self._repos[(repo_type, new_id)] = repo
-            self._renames[(repo_type, old_id)] = new_id
-            return repo
-
-    def add_gguf_repo(
-        self,
-        repo_id: str,
-        *,
-        quants: Iterable[str] = ("Q4_K_M", "Q8_0"),
-        size: int = 256 * 1024,
-        sizes: Mapping[str, int] | None = None,
-        split: Mapping[str, int] | None = None,
-        folder_quants: Iterable[str] = (),
-        sidecars: Iterable[str] = ("mmproj-f16.gguf",),
-        sidecar_size: int | None = None,
-        model_name: str | None = None,
-        files: Mapping[str, FileValue] | None = None,
-        seed: int | str | None = None,
-        **repo_kwargs: Any,
-    ) -> HubRepo:
-        """A llama.cpp-style GGUF repo with valid GGUF v3 headers and generated tensor data.
-
-        For ``repo_id="org/Tiny-GGUF"`` the model name is ``Tiny`` and the files are
-        ``Tiny-Q4_K_M.gguf``; a quant in ``split`` (``{"Q8_0": 3}``) becomes
-        ``Tiny-Q8_0-00001-of-00003.gguf`` ...; a quant in ``folder_quants`` lives in a folder
-        ``Tiny-Q8_0/``. Plus each sidecar (e.g. ``mmproj-f16.gguf``, architecture ``clip``),
-        ``README.md``, ``.gitattributes`` and ``files``. ``size`` is the total per quant
-        (``sizes`` overrides it per quant; a few KB minimum); ``repo_kwargs`` go to
-        :meth:`add_repo` (``gated``, ``private``...).
-        """
-        return _builders.add_gguf_repo(
-            self,
-            repo_id,
-            quants=quants,
-            size=size,
-            sizes=sizes,
-            split=split,
-            folder_quants=folder_quants,
-            sidecars=sidecars,
-            sidecar_size=sidecar_size,
-            model_name=model_name,
-            files=files,
-            seed=seed,
-            **repo_kwargs,
-        )
-
-    def add_safetensors_repo(
-        self,
-        repo_id: str,
-        *,
-        size: int = 512 * 1024,
-        shards: int = 1,
-        files: Mapping[str, FileValue] | None = None,
-        seed: int | str | None = None,
-        **repo_kwargs: Any,
-    ) -> HubRepo:
-        """A transformers-style repo: ``config.json``, ``generation_config.json``,
-        ``tokenizer.json``, ``tokenizer_config.json``, ``README.md``, ``.gitattributes`` and
-        ``model.safetensors`` (valid header, generated data) of ``size`` bytes, or ``shards``
-        files ``model-0000i-of-0000n.safetensors`` plus ``model.safetensors.index.json``."""
-        return _builders.add_safetensors_repo(
-            self, repo_id, size=size, shards=shards, files=files, seed=seed, **repo_kwargs
-        )
+        return self._store.rename_repo(repo_type, old_id, new_id)
 
     def serve_file(self, name: str, content: bytes | str | Content) -> str:
         """Serve a plain file on the CDN origin (for plain-URL downloads); return its URL.
 
         Calling it again with the same name replaces the content (and its ETag).
         """
-        with self._lock:
-            self._static[name] = as_content(content)
+        self._store.set_static_file(name, as_content(content))
         return f"{self.cdn_url}/files/{quote(name)}"
 
     def resolve_url(
@@ -327,7 +261,7 @@ class HubEmulator:
     ) -> str:
         """The ``/resolve`` URL of a file, as huggingface_hub builds it."""
         return (
-            f"{self.endpoint}/{_PREFIX[repo_type]}{repo_id}/resolve/"
+            f"{self.endpoint}/{URL_PREFIX[repo_type]}{repo_id}/resolve/"
             f"{quote(revision, safe='')}/{quote(path)}"
         )
 
@@ -351,13 +285,7 @@ class HubEmulator:
     ) -> None:
         """Accept ``Authorization: Bearer <token>``; it may read gated/private ``grants``
         (repo ids of ``repo_type``) or every repo (``all_repos``). Unknown tokens get 401."""
-        with self._lock:
-            if all_repos:
-                self._tokens[token] = None
-                return
-            current = self._tokens.setdefault(token, set())
-            if current is not None:
-                current.update((repo_type, g) for g in grants)
+        self._store.add_token(token, None if all_repos else [(repo_type, g) for g in grants])
 
     def grant(self, token: str, repo_id: str, repo_type: RepoType = "model") -> None:
         """Let an existing token read a gated or private repo (accepting its terms)."""
@@ -419,51 +347,7 @@ class HubEmulator:
             self.server_errors.clear()
         self._log.clear()
 
-    # -- used by the router --------------------------------------------------------------------
-
-    def _find(self, repo_type: str, repo_id: str) -> HubRepo | None:
-        with self._lock:
-            return self._repos.get((repo_type, repo_id))
-
-    def _renamed_to(self, repo_type: str, repo_id: str) -> str | None:
-        with self._lock:
-            if (repo_type, repo_id) in self._repos:
-                return None
-            return self._renames.get((repo_type, repo_id))
-
-    def _token_known(self, token: str) -> bool:
-        with self._lock:
-            return token in self._tokens
-
-    def _granted(self, token: str, repo: HubRepo) -> bool:
-        with self._lock:
-            if token not in self._tokens:
-                return False
-            grants = self._tokens[token]
-            return grants is None or (repo.repo_type, repo.repo_id) in grants
-
-    def _register_blob(self, repo: HubRepo, path: str, content: Content) -> str:
-        raw = f"{repo.repo_type}/{repo.repo_id}\0{content.identity}".encode()
-        key = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
-        with self._lock:
-            self._blobs.setdefault(key, (content, repo.repo_id, path))
-        return key
-
-    def _variant(self, content: Content) -> Content:
-        """The changed version of ``content`` served by the "change" fault (cached: its
-        digests are computed once)."""
-        with self._lock:
-            return self._variants.setdefault(content.identity, VariantContent(content))
-
-    def _blob(self, key: str) -> tuple[Content, str, str] | None:
-        with self._lock:
-            return self._blobs.get(key)
-
-    def _static_file(self, name: str) -> Content | None:
-        with self._lock:
-            return self._static.get(name)
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self._hub_server else "not started")
         where = f" {self.endpoint}" if self._hub_server and not self._closed else ""
-        return f"<HubEmulator {state}{where} repos={len(self._repos)}>"
+        return f"<HubEmulator {state}{where} repos={len(self._store)}>"

@@ -149,20 +149,9 @@ def gguf_header(
     given) part ``split_no`` (0-based, as llama.cpp's ``split.no``) declares its own tensors and
     ``split.tensors.count`` is the total over all parts; only part 0 carries the model metadata.
     """
-    n_embd = 256  # tensor widths: a multiple of every block size, whatever the metadata says
     weight = _weight_type(quant)
     parts = split_count or 1
     index = split_no or 0
-    per_part = 3
-    tensors: list[tuple[str, tuple[int, ...], _GgmlType]] = []
-    for t in range(index * per_part, (index + 1) * per_part):
-        if t == 0:
-            tensors.append(("token_embd.weight", (n_embd, 8), weight))
-        elif t == parts * per_part - 1:
-            tensors.append(("output_norm.weight", (n_embd,), _F32))
-        else:
-            tensors.append((f"blk.{t - 1}.attn_q.weight", (n_embd, 4), weight))
-
     kvs: list[tuple[str, _Value]] = []
     if index == 0:
         kvs += [
@@ -183,10 +172,35 @@ def gguf_header(
         kvs += [
             ("split.no", (_UINT16, index)),
             ("split.count", (_UINT16, parts)),
-            ("split.tensors.count", (_INT32, parts * per_part)),
+            ("split.tensors.count", (_INT32, parts * _PER_PART)),
         ]
     kvs += list((extra or {}).items())
+    return _pack(kvs, _tensor_table(weight, index, parts))
 
+
+#: Tensors each part of a file declares.
+_PER_PART = 3
+
+_Tensor = tuple[str, tuple[int, ...], _GgmlType]
+
+
+def _tensor_table(weight: _GgmlType, index: int, parts: int) -> list[_Tensor]:
+    """The tensors part ``index`` of ``parts`` declares (an embedding, attention weights, the
+    output norm), ``weight`` being the quantized type."""
+    n_embd = 256  # tensor widths: a multiple of every block size, whatever the metadata says
+    tensors: list[_Tensor] = []
+    for t in range(index * _PER_PART, (index + 1) * _PER_PART):
+        if t == 0:
+            tensors.append(("token_embd.weight", (n_embd, 8), weight))
+        elif t == parts * _PER_PART - 1:
+            tensors.append(("output_norm.weight", (n_embd,), _F32))
+        else:
+            tensors.append((f"blk.{t - 1}.attn_q.weight", (n_embd, 4), weight))
+    return tensors
+
+
+def _pack(kvs: list[tuple[str, _Value]], tensors: list[_Tensor]) -> tuple[bytes, int]:
+    """The header bytes (padded to the alignment) and the size of the tensor data after it."""
     head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
     head += b"".join(_kv(k, v) for k, v in kvs)
     offset = 0

@@ -1,7 +1,7 @@
-"""HTTP plumbing: a threaded HTTP/1.1 server per origin, the request/response types, and the body
-writer that applies faults and per-connection throttling.
+"""An emulator origin: the request/response types, and the connection handler that runs on the
+shared threaded server (:mod:`._server`), applies faults and per-connection throttling.
 
-The server knows nothing about the Hub: it turns each request into a :class:`Request`, asks its
+It knows nothing about the Hub: it turns each request into a :class:`Request`, asks its
 :class:`App` for a :class:`Response`, lets the fault switches alter it, and writes it out in
 large chunks (memoryviews straight from the content, no per-byte Python work).
 """
@@ -9,20 +9,27 @@ large chunks (memoryviews straight from the content, no per-byte Python work).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import socket
-import socketserver
 import threading
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Protocol
 
 from ._content import Content
 from ._faults import ANY_KINDS, BODY_KINDS, Fault, Faults
 from ._log import Headers, RequestLog, RequestRecord
+from ._server import (
+    BadRequest,
+    Reader,
+    RequestHead,
+    ThreadedServer,
+    head_bytes,
+    http_date,
+    keep_alive,
+    simple_response,
+)
 
 __all__ = ["App", "ContentBody", "OriginServer", "Request", "Response"]
 
@@ -124,98 +131,128 @@ class _TokenBucket:
             closing.wait(-self.tokens / rate)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
-    server: OriginServer
-    connection_id: int
-    bucket: _TokenBucket
-    _headers_sent: bool = False
-    _announced: bool = False
+@dataclass
+class _Outcome:
+    """What one request got, for its log record."""
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection_id = self.server.connection_id(self.request)
+    status: int = 0
+    sent: int = 0
+    response: Response | None = None
+    fired: list[Fault] = field(default_factory=list)
+
+
+@dataclass
+class _BodyPlan:
+    """How a body goes out: chunk size, pacing, where it is cut or corrupted."""
+
+    chunk_size: int = _CHUNK
+    rate: int | None = None
+    trickle: bool = False
+    limit: int | None = None
+    corrupt_at: int | None = None
+
+
+class _Connection:
+    """One client connection of an origin: its requests in turn (keep-alive) until either side
+    ends it."""
+
+    def __init__(self, server: OriginServer, conn: socket.socket, connection_id: int) -> None:
+        self.server = server
+        self.app = server.app
+        self.conn = conn
+        self.connection_id = connection_id
+        self.reader = Reader(conn)
         self.bucket = _TokenBucket()
+        self.close_connection = False
+        self.method = ""
+        self._headers_sent = False
+        self._place: int | None = None
 
-    def log_message(self, format: str, *args: object) -> None:
-        """Silence the stdlib's stderr log: the emulator keeps its own request log."""
-
-    def version_string(self) -> str:
-        return "nbmodels-hub-emulator"
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+    def serve(self) -> None:
+        while not self.close_connection:
+            try:
+                head = self.reader.read_request()
+                if head is None:
+                    return
+                body = self.reader.read_body(head.content_length)
+            except BadRequest as bad:
+                self.conn.sendall(simple_response(bad.status, b"bad request\n"))
+                return
+            self.close_connection = not keep_alive(head)
+            self._serve(head, body)
 
     # -- one request ---------------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        app = self.server.app
+    def _serve(self, head: RequestHead, body: bytes) -> None:
         started, t0 = time.time(), time.monotonic()
-        path, _, query = self.path.partition("?")
-        headers = Headers((k, v) for k, v in self.headers.items())
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        request = Request(self.server.origin, self.command, path, query, headers, body)
-        status, sent = 0, 0
+        self.method = head.method
+        origin = self.server.origin
+        request = Request(origin, head.method, head.path, head.query, head.headers, body)
         self._headers_sent = False
-        self._announced = False
-        response: Response | None = None
-        fired: list[Fault] = []
+        self._place = None
+        outcome = _Outcome()
         try:
-            response = app.handle(request, variant=False, ignore_range=False)
-            fired = app.faults.take(
-                origin=request.origin,
-                method=request.method,
-                url_path=request.path,
-                file_path=response.file_path,
-                repo_id=response.repo_id,
-                kinds=self._applicable(request, response),
-            )
-            by_kind: dict[str, Fault] = {f.kind: f for f in fired}
-            if "delay" in by_kind:
-                by_kind["delay"].wait(app.closing)
-            if "status" in by_kind:
-                response = app.fault_response(request, by_kind["status"])
-            elif "change" in by_kind or "ignore_range" in by_kind:
-                response = app.handle(
-                    request, variant="change" in by_kind, ignore_range="ignore_range" in by_kind
-                )
-            if "reset" in by_kind:
-                self._drop()
-            status = response.status
-            sent = self._write(response, by_kind)
+            self._answer(request, outcome)
         except _Dropped as exc:
-            sent = int(str(exc))
+            outcome.sent = int(str(exc))
         except _NETWORK_ERRORS:
             self.close_connection = True
         except Exception:  # noqa: BLE001 - any emulator bug becomes a 500 and a recorded error
-            app.record_error(traceback.format_exc())
+            self.app.record_error(traceback.format_exc())
             self.close_connection = True
             if not self._headers_sent:
-                status = 500
+                outcome.status = 500
                 with contextlib.suppress(OSError):
                     self._write(Response(500, [], b"emulator error, see hub.server_errors"), {})
         finally:
-            record = RequestRecord(
-                origin=request.origin,
-                method=request.method,
-                path=request.path,
-                query=request.query,
-                headers=headers,
-                status=status,
-                bytes_sent=sent,
-                range=headers.get("range"),
-                started=started,
-                duration=time.monotonic() - t0,
-                connection=self.connection_id,
-                repo_id=response.repo_id if response else None,
-                file_path=response.file_path if response else None,
-                faults=tuple(f.kind for f in fired),
+            self._record(request, outcome, started, time.monotonic() - t0)
+
+    def _answer(self, request: Request, outcome: _Outcome) -> None:
+        """Ask the app, apply the faults that fire, write the answer."""
+        app = self.app
+        response = outcome.response = app.handle(request, variant=False, ignore_range=False)
+        outcome.fired = app.faults.take(
+            origin=request.origin,
+            method=request.method,
+            url_path=request.path,
+            file_path=response.file_path,
+            repo_id=response.repo_id,
+            kinds=self._applicable(request, response),
+        )
+        by_kind: dict[str, Fault] = {f.kind: f for f in outcome.fired}
+        if "delay" in by_kind:
+            by_kind["delay"].wait(app.closing)
+        if "status" in by_kind:
+            response = app.fault_response(request, by_kind["status"])
+        elif "change" in by_kind or "ignore_range" in by_kind:
+            response = app.handle(
+                request, variant="change" in by_kind, ignore_range="ignore_range" in by_kind
             )
-            app.log.append(record, self._announced)
+        outcome.response = response
+        if "reset" in by_kind:
+            self._drop()
+        outcome.status = response.status
+        outcome.sent = self._write(response, by_kind)
+
+    def _record(self, request: Request, outcome: _Outcome, started: float, took: float) -> None:
+        response = outcome.response
+        record = RequestRecord(
+            origin=request.origin,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            status=outcome.status,
+            bytes_sent=outcome.sent,
+            range=request.headers.get("range"),
+            started=started,
+            duration=took,
+            connection=self.connection_id,
+            repo_id=response.repo_id if response else None,
+            file_path=response.file_path if response else None,
+            faults=tuple(f.kind for f in outcome.fired),
+        )
+        self.app.log.append(record, self._place)
 
     @staticmethod
     def _applicable(request: Request, response: Response) -> set[str]:
@@ -233,82 +270,90 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _finishing(self) -> None:
         """Tell the log this answer is about to end (see :class:`RequestLog`)."""
-        if not self._announced:
-            self._announced = True
-            self.server.app.log.finishing()
+        if self._place is None:
+            self._place = self.app.log.finishing()
 
     def _drop(self, sent: int = 0) -> None:
         self._finishing()
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+            self.conn.shutdown(socket.SHUT_RDWR)
         raise _Dropped(str(sent))
 
+    # -- writing -------------------------------------------------------------------------------
+
     def _write(self, response: Response, by_kind: dict[str, Fault]) -> int:
-        app = self.server.app
         body = response.body
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        headers = [("Server", "nbmodels-hub-emulator"), ("Date", http_date()), *response.headers]
+        headers.append(("Content-Length", str(len(body))))
         quick = not {"stall", "drop", "trickle"} & set(by_kind) and len(body) <= _TAIL
-        if self.command == "HEAD" or len(body) == 0 or quick:
+        if self.method == "HEAD" or len(body) == 0 or quick:
             # A client may act on the headers alone (an error status) and never read a small
             # body: announce the end before they leave, so the log never misses this answer.
             self._finishing()
-        self.end_headers()
+        self.conn.sendall(head_bytes(response.status, headers))
         self._headers_sent = True
-        if self.command == "HEAD" or len(body) == 0:
+        if self.method == "HEAD" or len(body) == 0:
             return 0
         if (stall := by_kind.get("stall")) is not None:
-            stall.wait(app.closing)
+            stall.wait(self.app.closing)
+        return self._send_body(body, self._plan(response, by_kind))
+
+    def _plan(self, response: Response, by_kind: dict[str, Fault]) -> _BodyPlan:
+        body = response.body
+        plan = _BodyPlan()
         drop, trickle, corrupt = by_kind.get("drop"), by_kind.get("trickle"), by_kind.get("corrupt")
-        rate: int | None = None
         if trickle is not None:
-            rate = trickle.rate
-            chunk_size = max(1, trickle.rate // 20)
+            plan.rate, plan.trickle = trickle.rate, True
+            plan.chunk_size = max(1, trickle.rate // 20)
         elif isinstance(body, ContentBody):
-            rate = app.throttle_rate(self.server.origin, response.file_path)
-            chunk_size = _CHUNK if rate is None else _TokenBucket.burst(rate)
-        else:
-            chunk_size = _CHUNK
-        limit = None if drop is None else drop.after_bytes
-        corrupt_at = None
+            plan.rate = self.app.throttle_rate(self.server.origin, response.file_path)
+            plan.chunk_size = _CHUNK if plan.rate is None else _TokenBucket.burst(plan.rate)
+        plan.limit = None if drop is None else drop.after_bytes
         if corrupt is not None and isinstance(body, ContentBody):
             size = body.content.size
-            corrupt_at = size // 2 if corrupt.offset is None else corrupt.offset
+            plan.corrupt_at = size // 2 if corrupt.offset is None else corrupt.offset
+        return plan
+
+    def _send_body(self, body: bytes | ContentBody, plan: _BodyPlan) -> int:
+        app, limit = self.app, plan.limit
         sent = 0
-        for chunk in _chunks(body, chunk_size):
-            n = len(chunk)
-            if corrupt_at is not None and isinstance(body, ContentBody):
-                pos = body.start + sent
-                if pos <= corrupt_at < pos + n:
-                    mutable = bytearray(chunk)
-                    mutable[corrupt_at - pos] ^= 0xFF
-                    chunk = bytes(mutable)
+        for piece in _chunks(body, plan.chunk_size):
+            chunk, n = piece, len(piece)
+            if plan.corrupt_at is not None and isinstance(body, ContentBody):
+                chunk = _flip(piece, plan.corrupt_at - (body.start + sent))
             if limit is not None and sent + n > limit:
                 self._finishing()
-                self.wfile.write(chunk[: limit - sent])
+                self.conn.sendall(chunk[: limit - sent])
                 self._drop(limit)
-            if rate is not None:
-                if trickle is not None:
-                    app.closing.wait(n / rate)
+            if plan.rate is not None:
+                if plan.trickle:
+                    app.closing.wait(n / plan.rate)
                 else:
-                    self.bucket.consume(n, rate, app.closing)
+                    self.bucket.consume(n, plan.rate, app.closing)
                 if app.closing.is_set():
                     self._drop(sent)
             if sent + n >= len(body):
                 # Announce the end just before a final write small enough for the socket
                 # buffer, so a reader who paused does not keep the log waiting.
                 if n > _TAIL:
-                    self.wfile.write(chunk[: n - _TAIL])
+                    self.conn.sendall(chunk[: n - _TAIL])
                     sent, n, chunk = sent + n - _TAIL, _TAIL, chunk[n - _TAIL :]
                 self._finishing()
-            self.wfile.write(chunk)
+            self.conn.sendall(chunk)
             sent += n
-        if drop is not None:
+        if limit is not None:
             self._drop(sent)
         return sent
+
+
+def _flip(chunk: bytes | memoryview, index: int) -> bytes | memoryview:
+    """``chunk`` with the byte at ``index`` inverted (as it is when ``index`` is outside)."""
+    if not 0 <= index < len(chunk):
+        return chunk
+    mutable = bytearray(chunk)
+    mutable[index] ^= 0xFF
+    return bytes(mutable)
 
 
 def _chunks(body: bytes | ContentBody, size: int) -> Iterator[bytes | memoryview]:
@@ -320,91 +365,37 @@ def _chunks(body: bytes | ContentBody, size: int) -> Iterator[bytes | memoryview
             yield view[i : i + size]
 
 
-class OriginServer(socketserver.TCPServer):
-    """One listening origin on ``host:port`` (0: ephemeral), a thread per connection, all tracked.
-
-    :meth:`stop` closes the listener, shuts down every open connection (so keep-alive threads
-    waiting for the next request wake up) and joins every thread.
-    """
-
-    request_queue_size = 128
-    allow_reuse_address = False
+class OriginServer:
+    """One origin (``"hub"`` or ``"cdn"``) of the emulator on ``host:port`` (0: a free port):
+    the shared :class:`~._server.ThreadedServer` running this module's connection handler."""
 
     def __init__(self, app: App, origin: str, host: str, port: int = 0) -> None:
         self.app = app
         self.origin = origin
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._connections: dict[socket.socket, int] = {}
-        self._threads: set[threading.Thread] = set()
-        self._serving: threading.Thread | None = None
-        super().__init__((host, port), _Handler)
+        self._server = ThreadedServer(self._connection, host=host, port=port, on_error=self._error)
 
     @property
     def url(self) -> str:
         """``http://host:port`` of this origin."""
-        host, port = self.socket.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def start(self) -> None:
-        """Start accepting connections in a daemon thread."""
-        self._serving = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"nbmodels-emulator-{self.origin}-accept",
-            daemon=True,
-        )
-        self._serving.start()
+        """Start accepting connections (daemon threads)."""
+        self._server.start(f"nbmodels-emulator-{self.origin}")
 
-    def connection_id(self, request: socket.socket) -> int:
-        with self._lock:
-            return self._connections.get(request, 0)
+    def stop(self, timeout: float = 5.0) -> list[str]:
+        """Stop serving and join every thread; return the names of threads that did not end."""
+        return self._server.close(timeout)
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        with self._lock:
-            cid = next(self._ids)
-            self._connections[request] = cid
-            thread = threading.Thread(
-                target=self._run,
-                args=(request, client_address),
-                name=f"nbmodels-emulator-{self.origin}-conn-{cid}",
-                daemon=True,
-            )
-            self._threads.add(thread)
-        thread.start()
-
-    def _run(self, request: socket.socket, client_address: object) -> None:
+    def _connection(self, conn: socket.socket, connection_id: int) -> bool:
         try:
-            self.finish_request(request, client_address)
+            _Connection(self, conn, connection_id).serve()
         except _NETWORK_ERRORS:
             pass
         except OSError:
             if not self.app.closing.is_set():
-                self.app.record_error(traceback.format_exc())
-        except Exception:  # noqa: BLE001 - keep the thread's failure for the tests to see
-            self.app.record_error(traceback.format_exc())
-        finally:
-            self.shutdown_request(request)
-            with self._lock:
-                self._connections.pop(request, None)
-                self._threads.discard(threading.current_thread())
+                raise
+        return False
 
-    def stop(self, timeout: float = 5.0) -> list[str]:
-        """Stop serving and join every thread; return the names of threads that did not end."""
-        if self._serving is not None:
-            self.shutdown()
-            self._serving.join(timeout)
-        self.server_close()
-        with self._lock:
-            connections = list(self._connections)
-            threads = list(self._threads)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        stuck = [t.name for t in threads if t.is_alive()]
-        if self._serving is not None and self._serving.is_alive():
-            stuck.append(self._serving.name)
-        return stuck
+    def _error(self, exc: BaseException) -> None:
+        self.app.record_error("".join(traceback.format_exception(exc)))

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from ._server import Headers
+
 __all__ = ["Headers", "RequestLog", "RequestRecord"]
-
-
-class Headers(Mapping[str, str]):
-    """Request headers as sent: a case-insensitive, read-only mapping (repeated names joined)."""
-
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self._pairs = tuple(pairs)
-        merged: dict[str, str] = {}
-        for name, value in self._pairs:
-            key = name.lower()
-            merged[key] = f"{merged[key]}, {value}" if key in merged else value
-        self._merged = merged
-
-    def __getitem__(self, name: str) -> str:
-        return self._merged[name.lower()]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._merged
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._merged)
-
-    def __len__(self) -> int:
-        return len(self._merged)
-
-    def pairs(self) -> tuple[tuple[str, str], ...]:
-        """The headers as received, in order, with their original case."""
-        return self._pairs
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self._merged)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,40 +54,49 @@ class RequestRecord:
 
 
 class RequestLog:
-    """A thread-safe, append-only list of :class:`RequestRecord`.
+    """A thread-safe, append-only list of :class:`RequestRecord`, in the order the answers ended.
 
     A client can see the end of an answer before the server thread has logged it. So the server
-    announces each answer just before its last bytes (or a drop) go out (:meth:`finishing`), and
-    :meth:`snapshot` waits, briefly, for announced answers to be logged: a test that reads the
-    log right after a request finished always finds that request.
+    announces each answer just before its last bytes (or a drop) go out (:meth:`finishing`),
+    which also gives the answer its place in the log, and :meth:`snapshot` waits, briefly, for
+    announced answers to be logged: a test that reads the log right after a request finished
+    always finds that request, after the requests that finished before it (a redirect before
+    the request it led to, even when the second one's thread logs first).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._records: list[RequestRecord] = []
+        self._entries: list[tuple[int, RequestRecord]] = []
         self._finishing = 0
+        self._places = 0
 
-    def finishing(self) -> None:
-        """An answer is about to complete; its record follows with ``append(..., True)``."""
+    def finishing(self) -> int:
+        """An answer is about to complete: its place in the log, for :meth:`append`."""
         with self._cond:
             self._finishing += 1
+            self._places += 1
+            return self._places
 
-    def append(self, record: RequestRecord, announced: bool = False) -> None:
-        """Add a record (called by the server when a request ends)."""
+    def append(self, record: RequestRecord, place: int | None = None) -> None:
+        """Add a record (called by the server when a request ends) at the ``place``
+        :meth:`finishing` gave it, or last if it was not announced."""
         with self._cond:
-            self._records.append(record)
-            if announced:
+            if place is None:
+                self._places += 1
+                place = self._places
+            else:
                 self._finishing -= 1
+            bisect.insort(self._entries, (place, record), key=lambda entry: entry[0])
             self._cond.notify_all()
 
     def snapshot(self, timeout: float = 2.0) -> list[RequestRecord]:
         """A copy of the records so far, oldest first (after announced answers are logged)."""
         with self._cond:
             self._cond.wait_for(lambda: self._finishing <= 0, timeout)
-            return list(self._records)
+            return [record for _, record in self._entries]
 
     def clear(self) -> None:
         """Forget every record (waiting, like :meth:`snapshot`, for announced ones first)."""
         with self._cond:
             self._cond.wait_for(lambda: self._finishing <= 0, 2.0)
-            self._records.clear()
+            self._entries.clear()

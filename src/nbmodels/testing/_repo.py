@@ -22,6 +22,7 @@ from ._content import Content, as_content
 __all__ = [
     "DEFAULT_LFS_PATTERNS",
     "DEFAULT_LFS_THRESHOLD",
+    "URL_PREFIX",
     "Commit",
     "FileEntry",
     "FileValue",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 RepoType = Literal["model", "dataset", "space"]
+
+URL_PREFIX: Mapping[str, str] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+"""What comes before a repo id in its URLs (``/datasets/owner/name/resolve/...``)."""
 
 DEFAULT_LFS_THRESHOLD = 10 * 1024 * 1024
 """Files of at least this many bytes are stored with LFS (the Hub's limit for plain git files)."""

@@ -1,7 +1,8 @@
 """The Hub protocol (see HUB.md): resolve URLs, the listing API, errors, and the CDN origin.
 
-:class:`Router` turns a :class:`Request` into a :class:`Response` and has no side effects other
-than registering CDN blobs; the server applies faults and writes the answer.
+:class:`Router` turns a :class:`Request` into a :class:`Response` from what the emulator holds
+(:class:`~._store.HubStore`) and has no side effects other than registering CDN blobs; the
+server applies faults and writes the answer.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ import mimetypes
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Protocol
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode
 
 from ._content import Content
 from ._http import ContentBody, Request, Response
-from ._repo import Commit, FileEntry, HubRepo, RepoType
+from ._repo import URL_PREFIX, Commit, FileEntry, HubRepo, RepoType
+from ._server import parse_range
+from ._store import HubStore
 
-if TYPE_CHECKING:
-    from ._emulator import HubEmulator
-
-__all__ = ["Router", "error", "parse_range"]
+__all__ = ["Router", "Site", "error"]
 
 _TYPES: Mapping[str, RepoType] = {"models": "model", "datasets": "dataset", "spaces": "space"}
-_PREFIX: Mapping[str, str] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _API_ROUTES = frozenset({"revision", "tree", "paths-info", "refs", ""})
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 _LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 
 
@@ -61,35 +59,6 @@ def error(
     if code is not None:
         extra.insert(0, ("X-Error-Code", code))
     return _json({"error": message}, status, [*extra, *headers])
-
-
-def parse_range(value: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
-    """Parse a single ``bytes=S-E`` / ``bytes=S-`` / ``bytes=-N`` range against ``size``.
-
-    Returns ``(start, end_inclusive)``, ``"unsatisfiable"`` (answer 416), or None when the
-    header is absent, malformed or multi-range (answer 200 with the whole body, as RFC 9110
-    allows).
-    """
-    if not value:
-        return None
-    m = _RANGE_RE.fullmatch(value.strip().replace(" ", ""))
-    if m is None:
-        return None
-    first, last = m.group(1), m.group(2)
-    if first == "":
-        if last == "":
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - suffix), size - 1
-    start = int(first)
-    if start >= size:
-        return "unsatisfiable"
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if end < start:
-        return None
-    return start, end
 
 
 def _content_type(path: str) -> str:
@@ -136,11 +105,27 @@ def content_response(
     return Response(200, base, ContentBody(content, 0, size), is_file=True)
 
 
-class Router:
-    """Answers requests for both origins of one :class:`HubEmulator`."""
+class Site(Protocol):
+    """Where the emulator answers (the URLs in redirects, ``Link`` headers and messages) and
+    how long a page of the listing API is."""
 
-    def __init__(self, hub: HubEmulator) -> None:
-        self.hub = hub
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def cdn_url(self) -> str: ...
+
+    @property
+    def page_size(self) -> int: ...
+
+
+class Router:
+    """Answers requests for both origins of one emulator: reads ``store`` (and registers CDN
+    blobs in it), builds URLs from ``site``."""
+
+    def __init__(self, store: HubStore, site: Site) -> None:
+        self.store = store
+        self.site = site
 
     def handle(self, request: Request, *, variant: bool, ignore_range: bool) -> Response:
         """Route a request to the hub or CDN handlers."""
@@ -180,7 +165,7 @@ class Router:
         """How many leading segments form the repo id (1 or 2), preferring an existing repo."""
         options = [n for n in (2, 1) if len(segs) > n and segs[n] == marker]
         for n in options:
-            if self.hub._find(repo_type, unquote("/".join(segs[:n]))) is not None:
+            if self.store.find(repo_type, unquote("/".join(segs[:n]))) is not None:
                 return n
         return options[0] if options else None
 
@@ -190,13 +175,13 @@ class Router:
         """The repo, or the error a client without access gets (RepoNotFound, GatedRepo...)."""
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        if token is not None and not self.hub._token_known(token):
+        if token is not None and not self.store.token_known(token):
             return error(401, None, "Invalid credentials in Authorization header")
-        repo = self.hub._find(repo_type, repo_id)
+        repo = self.store.find(repo_type, repo_id)
         not_found = error(401, "RepoNotFound", "Repository not found")
         if repo is None:
             return not_found
-        granted = token is not None and self.hub._granted(token, repo)
+        granted = token is not None and self.store.granted(token, repo)
         if repo.private and not granted:
             return not_found
         if repo.disabled:
@@ -209,16 +194,17 @@ class Router:
                     "authenticated to access it. Please log in."
                 )
                 return error(401, "GatedRepo", message)
+            page = f"{self.site.endpoint}/{URL_PREFIX[repo_type]}{repo_id}"
             message = (
                 f"Access to {kind} {repo_id} is restricted and you are not in the authorized "
-                f"list. Visit {self.hub.endpoint}/{_PREFIX[repo_type]}{repo_id} to ask for access."
+                f"list. Visit {page} to ask for access."
             )
             return error(403, "GatedRepo", message)
         return repo
 
     def _renamed(self, request: Request, repo_type: RepoType, repo_id: str) -> Response | None:
         """A relative 307 to the new name if ``repo_id`` was renamed, as the Hub does."""
-        new_id = self.hub._renamed_to(repo_type, repo_id)
+        new_id = self.store.renamed_to(repo_type, repo_id)
         if new_id is None:
             return None
         old = re.escape(quote(repo_id, safe="/"))
@@ -256,7 +242,7 @@ class Router:
                 answer = self._redirect(repo, entry, sha, variant)
                 answer.changeable = True
             else:
-                content = self.hub._variant(entry.content) if variant else entry.content
+                content = self.store.variant(entry.content) if variant else entry.content
                 answer = content_response(
                     request,
                     content,
@@ -270,9 +256,9 @@ class Router:
         return answer
 
     def _redirect(self, repo: HubRepo, entry: FileEntry, sha: str, variant: bool) -> Response:
-        content = self.hub._variant(entry.content) if variant else entry.content
-        key = self.hub._register_blob(repo, entry.path, content)
-        location = f"{self.hub.cdn_url}/lfs/{key}/{quote(entry.path)}"
+        content = self.store.variant(entry.content) if variant else entry.content
+        key = self.store.register_blob(repo, entry.path, content)
+        location = f"{self.site.cdn_url}/lfs/{key}/{quote(entry.path)}"
         return Response(
             302,
             [
@@ -293,9 +279,9 @@ class Router:
             # A one-segment id (``gpt2``) only when a route follows it, as on the Hub:
             # /api/models/gpt2/config.json asks for the repository "gpt2/config.json".
             two = unquote("/".join(segs[:2]))
-            known = self.hub._find(repo_type, two) or self.hub._renamed_to(repo_type, two)
+            known = self.store.find(repo_type, two) or self.store.renamed_to(repo_type, two)
             first = unquote(segs[0])
-            one = self.hub._find(repo_type, first) or self.hub._renamed_to(repo_type, first)
+            one = self.store.find(repo_type, first) or self.store.renamed_to(repo_type, first)
             n = 2 if known or not one or segs[1] not in _API_ROUTES else 1
         repo_id = unquote("/".join(segs[:n]))
         rest = [unquote(s) for s in segs[n:]]
@@ -411,14 +397,14 @@ class Router:
         )
         try:
             start = max(0, int(query.get("cursor", "0")))
-            limit = max(1, int(query.get("limit", str(self.hub.page_size))))
+            limit = max(1, int(query.get("limit", str(self.site.page_size))))
         except ValueError:
             return error(400, None, "Invalid cursor or limit")
         page = [self._entry(commit, p, expand) for p in paths[start : start + limit]]
         headers: list[tuple[str, str]] = []
         if start + limit < len(paths):
             query["cursor"] = str(start + limit)
-            link = f"{self.hub.endpoint}{request.path}?{urlencode(query)}"
+            link = f"{self.site.endpoint}{request.path}?{urlencode(query)}"
             headers.append(("Link", f'<{link}>; rel="next"'))
         return _json(page, headers=headers)
 
@@ -443,7 +429,7 @@ class Router:
     def _whoami(self, request: Request) -> Response:
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        if token is None or not self.hub._token_known(token):
+        if token is None or not self.store.token_known(token):
             return error(401, None, "Invalid credentials in Authorization header")
         name = "user-" + hashlib.sha1(token.encode(), usedforsecurity=False).hexdigest()[:8]
         return _json({"type": "user", "name": name, "auth": {"type": "access_token"}})
@@ -455,21 +441,21 @@ class Router:
             return error(405, None, "Method Not Allowed")
         segs = request.path.lstrip("/").split("/")
         if len(segs) >= 3 and segs[0] == "lfs":
-            blob = self.hub._blob(segs[1])
+            blob = self.store.blob(segs[1])
             if blob is None:
                 return error(404, None, "NoSuchKey")
             content, repo_id, file_path = blob
         elif len(segs) >= 2 and segs[0] == "files":
             file_path = unquote("/".join(segs[1:]))
             repo_id = None
-            static = self.hub._static_file(file_path)
+            static = self.store.static_file(file_path)
             if static is None:
                 return error(404, None, "NoSuchKey")
             content = static
         else:
             return error(404, None, "NoSuchKey")
         if variant:
-            content = self.hub._variant(content)
+            content = self.store.variant(content)
         name = file_path.rsplit("/", 1)[-1]
         fallback = ascii_header(name).replace('"', "")
         disposition = f"attachment; filename*=UTF-8''{quote(name)}; filename=\"{fallback}\""

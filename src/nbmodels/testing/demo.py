@@ -19,6 +19,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nbmodels.testing import DemoRepos, HubEmulator
 
 
 def _line(text: str) -> None:
@@ -30,8 +34,7 @@ def _line(text: str) -> None:
 
 def _follow(job: object, label: str) -> Path:
     """Print the job's progress (twice a second) until it ends; return its path."""
-    from nbmodels import NbmodelsError, format_progress
-    from nbmodels.engine import Job
+    from nbmodels import Job, NbmodelsError, format_progress
 
     assert isinstance(job, Job)
     tty = sys.stdout.isatty()
@@ -56,15 +59,17 @@ def _follow(job: object, label: str) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nbmodels.testing.demo", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="demo model size factor")
     parser.add_argument("--rate", type=float, default=20.0, help="MB/s per CDN connection")
     parser.add_argument("--home", type=Path, default=Path(".demo"), help="where caches go")
     parser.add_argument("--keep", action="store_true", help="keep the caches afterwards")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    home = args.home.resolve()
+
+def _isolate(home: Path) -> None:
+    """Caches under ``home`` (emptied first), before nbmodels or huggingface_hub is imported."""
     shutil.rmtree(home, ignore_errors=True)
     os.environ.update(
         {
@@ -78,6 +83,46 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("HF_HUB_CACHE", None)
     os.environ.pop("HF_HUB_OFFLINE", None)
 
+
+def _tour(hub: HubEmulator, ids: DemoRepos, home: Path) -> None:
+    """The main job: a quant, a split quant paused and resumed, a safetensors snapshot, the
+    first quant again (no transfer), and huggingface_hub finding it offline."""
+    import nbmodels
+
+    q4 = _follow(nbmodels.download(f"hf:{ids.gguf}:Q4_K_M", display=False), "Q4_K_M")
+    job = nbmodels.download(f"hf:{ids.gguf}:Q8_0", display=False)
+    while job.progress.downloaded_bytes < 5_000_000 and not job.done:
+        time.sleep(0.1)
+    job.pause()
+    print(f"Q8_0: paused at {job.progress.downloaded_bytes:,} bytes (partial data kept)")
+    time.sleep(1)
+    job.resume()
+    q8 = _follow(job, "Q8_0 (2 parts)")
+    snap = _follow(nbmodels.download(ids.safetensors, display=False), "safetensors repo")
+    hub.clear_log()
+    again = nbmodels.download(f"hf:{ids.gguf}:Q4_K_M", display=False)
+    again.wait()
+    print(f"Again: {again.status} with {len(hub.requests)} network requests.")
+
+    from huggingface_hub import hf_hub_download
+
+    theirs = hf_hub_download(
+        ids.gguf, q4.name, local_files_only=True, cache_dir=home / "huggingface" / "hub"
+    )
+    print(f"huggingface_hub finds it offline: {theirs == str(q4)}")
+    print()
+    print("History:")
+    for j in nbmodels.history():
+        print(f"  {j.id}  {j.status:<18} {j.ref}")
+    print()
+    print(f"Files: {q4}\n       {q8}\n       {snap}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    home = args.home.resolve()
+    _isolate(home)
+    from nbmodels import NbmodelsError
     from nbmodels.testing import HubEmulator, demo_repos
 
     with HubEmulator() as hub:
@@ -88,40 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Local Hub emulator at {hub.endpoint} (CDN {hub.cdn_url}), "
             f"throttled to {args.rate:g} MB/s per connection."
         )
-        import nbmodels
-
         try:
-            q4 = _follow(nbmodels.download(f"hf:{ids.gguf}:Q4_K_M", display=False), "Q4_K_M")
-
-            job = nbmodels.download(f"hf:{ids.gguf}:Q8_0", display=False)
-            while job.progress.downloaded_bytes < 5_000_000 and not job.done:
-                time.sleep(0.1)
-            job.pause()
-            print(f"Q8_0: paused at {job.progress.downloaded_bytes:,} bytes (partial data kept)")
-            time.sleep(1)
-            job.resume()
-            q8 = _follow(job, "Q8_0 (2 parts)")
-
-            snap = _follow(nbmodels.download(ids.safetensors, display=False), "safetensors repo")
-
-            hub.clear_log()
-            again = nbmodels.download(f"hf:{ids.gguf}:Q4_K_M", display=False)
-            again.wait()
-            print(f"Again: {again.status} with {len(hub.requests)} network requests.")
-
-            from huggingface_hub import hf_hub_download
-
-            theirs = hf_hub_download(
-                ids.gguf, q4.name, local_files_only=True, cache_dir=home / "huggingface" / "hub"
-            )
-            print(f"huggingface_hub finds it offline: {theirs == str(q4)}")
-            print()
-            print("History:")
-            for j in nbmodels.history():
-                print(f"  {j.id}  {j.status:<18} {j.ref}")
-            print()
-            print(f"Files: {q4}\n       {q8}\n       {snap}")
-        except nbmodels.NbmodelsError as exc:
+            _tour(hub, ids, home)
+        except NbmodelsError as exc:
             print(f"demo failed: {exc}", file=sys.stderr)
             return 1
     if not args.keep:
