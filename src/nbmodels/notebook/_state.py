@@ -13,7 +13,7 @@ from .._present import card_summary, card_title, job_label, short_path, status_l
 from .._progress import JobSnapshot, Status, format_progress
 
 if TYPE_CHECKING:
-    from ..cards._inspect import ModelCard
+    from ..cards import ModelCard
 
 __all__ = ["CARD_KEYS", "allowed_actions", "card_state", "job_state"]
 

@@ -32,15 +32,15 @@ import traitlets
 from .._present import one_line, plain_text
 from .._progress import JobSnapshot
 from .._redact import redact_text
-from .._refs import parse_ref
 from ..engine import Job
 from ..errors import NbmodelsError
+from ..refs import parse_ref
 from ._context import widget_handler
 from ._publisher import INTERVAL, Publisher, get_publisher
 from ._state import card_state, job_state
 
 if TYPE_CHECKING:
-    from ..cards._inspect import ModelCard
+    from ..cards import ModelCard
 
 __all__ = ["JobWidget", "PanelWidget", "card_wanted", "inspect_model"]
 

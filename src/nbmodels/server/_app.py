@@ -24,8 +24,7 @@ from tornado.iostream import StreamClosedError
 
 from .._config import nbmodels_home
 from .._progress import JobSnapshot
-from ..engine._engine import get_engine
-from ..engine._job import Job
+from ..engine import Job, get_engine
 from ..errors import (
     AccessError,
     CanceledError,

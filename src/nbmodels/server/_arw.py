@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from .._progress import JobSnapshot
-from ..engine._job import Job
+from ..engine import Job
 from ..errors import IntegrityError, RefError
 from ..sources import url_filename, url_key
 from ..transfer import PartialState, partial_paths

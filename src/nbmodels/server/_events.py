@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._progress import JobSnapshot
-from ..engine._engine import get_engine
-from ..engine._job import Job
+from ..engine import Job, get_engine
 
 __all__ = ["Broadcaster", "Formatter", "Stream", "sse"]
 

@@ -21,7 +21,7 @@ import tornado.web
 
 from .._progress import FileProgress, JobSnapshot
 from .._redact import redact_url
-from ..engine._job import Job
+from ..engine import Job
 from ..errors import RefError
 from ..hub import hf_endpoint
 from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_quant_name

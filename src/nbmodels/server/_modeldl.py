@@ -33,7 +33,7 @@ import tornado.web
 from .._config import nbmodels_home
 from .._options import OPTION_NAMES
 from .._redact import redact_url
-from ..engine._job import Job
+from ..engine import Job
 from ..errors import RefError
 from ..hub import hf_endpoint
 from ..refs import REPO_URL_PREFIX, parse_ref

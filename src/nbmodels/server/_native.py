@@ -17,7 +17,7 @@ import tornado.web
 
 from .._options import OPTION_NAMES
 from .._progress import JobSnapshot
-from ..engine._job import Job
+from ..engine import Job
 from ._app import EventStreamHandler, ServiceHandler
 from ._body import ApiError, Body, invalid
 from ._events import sse

@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..engine._engine import get_engine
+from ..engine import get_engine
 from ._auth import Access
 
 if TYPE_CHECKING:
