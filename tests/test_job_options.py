@@ -236,3 +236,9 @@ def test_engine_finds_a_job_by_id_live_or_from_the_registry(
         assert found is not None and found.status == "completed" and found.read_only
     finally:
         other.close()
+
+
+def test_every_option_has_one_check() -> None:
+    from nbmodels._options import _CHECKS, OPTION_NAMES
+
+    assert set(_CHECKS) == set(OPTION_NAMES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -149,67 +149,85 @@ def _patterns(key: str, value: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def _normalize(key: str, value: Any) -> Any:
-    if key == "dir":
-        return Path(value).expanduser()
-    if key == "revision":
-        if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
-            raise OptionValueError(key, f"must be a branch, tag or commit name, got {value!r}")
-        return value
-    if key in ("include", "exclude"):
-        return _patterns(key, value)
-    if key == "sha256":
-        digest = str(value).strip().lower()
-        digest = digest.removeprefix("sha256:")
-        if not _HEX64.fullmatch(digest):
-            raise OptionValueError(
-                key,
-                "must be 64 hexadecimal digits (optionally prefixed 'sha256:'), "
-                f"got {str(value)[:80]!r}",
-            )
-        return digest
-    if key in ("force", "offline", "extract", "remove_archive"):
-        return bool(value)
-    if key == "connections":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise OptionValueError(key, f"must be a whole number, got {value!r}")
-        try:
-            n = int(value)
-        except ValueError:
-            raise OptionValueError(key, f"must be a whole number, got {value!r}") from None
-        if not 1 <= n <= MAX_CONNECTIONS:
-            raise OptionValueError(key, f"must be between 1 and {MAX_CONNECTIONS}, got {n}")
-        return n
-    if key == "token":
-        if value is None or value is False or value is True:
-            return value
-        if not isinstance(value, str) or not value.strip():
-            raise OptionValueError(key, "must be a string, False (send none) or None (automatic)")
-        return value.strip()
-    if key == "display":
-        return None if value is None else bool(value)
-    if key == "timeout":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(f"timeout must be a number of seconds, got {value!r}")
-        seconds = float(value)
-        if not 0 < seconds <= MAX_TIMEOUT:
-            raise ValueError(
-                f"timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, got {value}"
-            )
-        return seconds
-    if key == "retries":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(f"retries must be a whole number, got {value!r}")
+    check = _CHECKS.get(key)
+    if check is None:  # pragma: no cover - guarded by create()
+        raise NbmodelsError(f"unhandled option {key}")
+    return check(key, value)
+
+
+def _dir(_key: str, value: Any) -> Path:
+    return Path(value).expanduser()
+
+
+def _revision(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise OptionValueError(key, f"must be a branch, tag or commit name, got {value!r}")
+    return value
+
+
+def _sha256(key: str, value: Any) -> str:
+    digest = str(value).strip().lower().removeprefix("sha256:")
+    if not _HEX64.fullmatch(digest):
+        raise OptionValueError(
+            key,
+            "must be 64 hexadecimal digits (optionally prefixed 'sha256:'), "
+            f"got {str(value)[:80]!r}",
+        )
+    return digest
+
+
+def _whole(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise OptionValueError(key, f"must be a whole number, got {value!r}")
+    try:
         n = int(value)
-        if not 0 <= n <= MAX_RETRIES:
-            raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, got {n}")
-        return n
-    if key == "verify_tls":
-        if not isinstance(value, bool):
-            raise ValueError(f"verify_tls must be True or False, got {value!r}")
+    except ValueError:
+        raise OptionValueError(key, f"must be a whole number, got {value!r}") from None
+    if not low <= n <= high:
+        raise OptionValueError(key, f"must be between {low} and {high}, got {n}")
+    return n
+
+
+def _token(key: str, value: Any) -> str | bool | None:
+    if value is None or value is False or value is True:
         return value
-    if key == "metadata":
-        return _metadata(value)
-    raise NbmodelsError(f"unhandled option {key}")  # pragma: no cover - guarded by create()
+    if not isinstance(value, str) or not value.strip():
+        raise OptionValueError(key, "must be a string, False (send none) or None (automatic)")
+    return value.strip()
+
+
+def _timeout(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise OptionValueError(key, f"must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise OptionValueError(
+            key, f"must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, got {value}"
+        )
+    return seconds
+
+
+def _verify_tls(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionValueError(key, f"must be True or False, got {value!r}")
+    return value
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "dir": _dir,
+    "revision": _revision,
+    "include": _patterns,
+    "exclude": _patterns,
+    "sha256": _sha256,
+    **{k: lambda _k, v: bool(v) for k in ("force", "offline", "extract", "remove_archive")},
+    "connections": lambda k, v: _whole(k, v, 1, MAX_CONNECTIONS),
+    "retries": lambda k, v: _whole(k, v, 0, MAX_RETRIES),
+    "token": _token,
+    "display": lambda _k, v: None if v is None else bool(v),
+    "timeout": _timeout,
+    "verify_tls": _verify_tls,
+    "metadata": lambda _k, v: _metadata(v),
+}
 
 
 def _metadata(value: Any) -> str:
