@@ -21,6 +21,7 @@ from nbmodels.engine import _engine
 from nbmodels.server._app import Service, ServiceConfig
 from nbmodels.server._auth import Access
 from nbmodels.server._events import Broadcaster, Stream
+from nbmodels.server._routes import new_service
 from tests.conftest import payload
 from tests.faultserver import Fault, FaultServer
 from tests.servers import EventReader, wait_for
@@ -137,7 +138,7 @@ def live(engine: _engine.Engine) -> Iterator[LiveServer]:
     from nbmodels.server._standalone import make_app
 
     config = ServiceConfig(write_timeout=1.0, heartbeat=0.5, max_pending=64)
-    service = Service(config)
+    service = new_service(config)
     ready = threading.Event()
     holder: dict[str, Any] = {}
 

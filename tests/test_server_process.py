@@ -181,10 +181,10 @@ def test_the_standalone_server_imports_no_notebook_or_jupyter_library() -> None:
         """
         import sys
         from nbmodels.__main__ import main
-        from nbmodels.server._app import Service
+        from nbmodels.server._routes import new_service
         from nbmodels.server._auth import Access
         from nbmodels.server._standalone import make_app
-        make_app(Service(), Access("t"))
+        make_app(new_service(), Access("t"))
         main(["serve", "--help"])
         bad = sorted(m for m in sys.modules if m.split(".")[0] in
                      ("IPython", "ipywidgets", "anywidget", "traitlets", "jupyter_server"))

@@ -12,6 +12,8 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 from IPython.utils.text import DollarFormatter
 
+import nbmodels
+
 from .._flags import (
     Command,
     Parser,
@@ -264,15 +266,11 @@ def run_inspect(cmd: Command) -> Any:
 
 def inspect(ref: str, **options: Any) -> ModelCard:
     """``nbmodels.inspect`` (looked up at call time, so tests and reloads see the current one)."""
-    import nbmodels
-
     return nbmodels.inspect(ref, **options)
 
 
 def download(ref: str, **options: Any) -> Job:
     """``nbmodels.download`` (looked up at call time, so tests and reloads see the current one)."""
-    import nbmodels
-
     return nbmodels.download(ref, **options)
 
 
@@ -310,6 +308,4 @@ class ModelMagics(Magics):
         if widgets_supported(self.shell):
             display(panel())  # type: ignore[no-untyped-call]
             return
-        import nbmodels
-
         print(panel_text(nbmodels.history(), limit))

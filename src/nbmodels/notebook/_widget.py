@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import anywidget
 import traitlets
 
+import nbmodels
+
 from .._present import one_line, plain_text
 from .._progress import JobSnapshot
 from .._redact import redact_text
@@ -76,8 +78,6 @@ def card_wanted(ref: str) -> bool:
 def inspect_model(ref: str, **options: Any) -> ModelCard:
     """:func:`nbmodels.inspect` (looked up at call time, so tests and reloads see the current
     one)."""
-    import nbmodels
-
     return nbmodels.inspect(ref, **options)
 
 
@@ -377,9 +377,7 @@ class PanelWidget(_StateWidget):
 
     def _reload(self) -> bool:
         """Read the history again and follow its running jobs. True if anything changed."""
-        from .. import history
-
-        jobs = history()[: self.limit]
+        jobs = nbmodels.history()[: self.limit]
         with self._push_lock:
             self._jobs = jobs
             running = {j.id: j for j in jobs if not j.read_only and not j.done}
@@ -442,15 +440,13 @@ class PanelWidget(_StateWidget):
             super()._dispatch(content)
 
     def _submit(self, ref: str, file: str) -> None:
-        from .. import download
-
         ref, file = ref.strip(), file.strip()
         if not ref:
             self._note("Enter a reference: a URL, owner/repo:QUANT, or owner/repo.", "error")
         else:
             text = f"{ref} {file}" if file else ref
             try:
-                download(text, display=False)
+                nbmodels.download(text, display=False)
             except (NbmodelsError, ValueError, TypeError) as exc:
                 self._note(one_line(exc), "error")
             else:

@@ -1,7 +1,8 @@
 """The handlers' common ground, written once for both ways to run the service.
 
 Each API's handlers (``_lmstudio``, ``_modeldl``, ``_arw``, ``_native``) subclass
-:class:`ServiceHandler`; :func:`routes` combines each with the base class of the host: Jupyter
+:class:`ServiceHandler`; :func:`nbmodels.server._routes.routes` combines each with the base
+class of the host: Jupyter
 Server's ``APIHandler`` (its login, token and XSRF rules) or the standalone server's bearer-token
 base. Handlers own no download state: they call the public API (``nbmodels.download``, ``Job``)
 on a worker thread and shape its answer.
@@ -22,6 +23,8 @@ from typing import Any, ClassVar, TypeVar
 import tornado.web
 from tornado.iostream import StreamClosedError
 
+import nbmodels
+
 from .._config import nbmodels_home
 from .._progress import JobSnapshot
 from ..engine import Job, get_engine
@@ -39,7 +42,7 @@ from ..errors import (
 from ._body import ApiError, parse_json
 from ._events import Broadcaster, Stream
 
-__all__ = ["Service", "ServiceConfig", "ServiceHandler", "api_error", "iso_z", "routes"]
+__all__ = ["Service", "ServiceConfig", "ServiceHandler", "api_error", "iso_z"]
 
 log = logging.getLogger("nbmodels.server")
 T = TypeVar("T")
@@ -82,12 +85,9 @@ class Service:
     events: Broadcaster = field(init=False)
 
     def __post_init__(self) -> None:
-        from . import _arw, _native
-
         self.events = Broadcaster(
             interval=self.config.event_interval, max_pending=self.config.max_pending
         )
-        self.events.formatters = {"native": _native.events, "arw": _arw.events}
 
     def url(self, path: str) -> str:
         """The absolute path of a route of this mount (``model-download/ID/progress``)."""
@@ -216,8 +216,6 @@ class ServiceHandler(tornado.web.RequestHandler):
 
     async def submit(self, ref: str, **options: Any) -> Job:
         """``nbmodels.download`` (no widget), its refusals as 400s."""
-        import nbmodels
-
         try:
             return await self.call(nbmodels.download, ref, display=False, **options)
         except (NbmodelsError, ValueError, TypeError) as exc:
@@ -306,24 +304,3 @@ class NotFoundHandler(ServiceHandler):
         raise ApiError(404, "not_found", f"No such route: {self.request.path[:200]}.")
 
 
-HandlerSpec = tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]
-
-
-def routes(base: type[tornado.web.RequestHandler], service: Service) -> list[HandlerSpec]:
-    """Every route of the four APIs under ``service.config.prefix``, each handler combined
-    with ``base`` (the host's authentication)."""
-    from . import _arw, _lmstudio, _modeldl, _native
-
-    table: list[tuple[str, type[ServiceHandler]]] = [
-        *_native.ROUTES,
-        *_lmstudio.ROUTES,
-        *_modeldl.ROUTES,
-        *_arw.ROUTES,
-        (".*", NotFoundHandler),
-    ]
-    prefix = re.escape(service.config.prefix)
-    out: list[HandlerSpec] = []
-    for pattern, handler in table:
-        combined = type(handler.__name__, (handler, base), {})
-        out.append((f"{prefix}{pattern}", combined, {"service": service}))
-    return out

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
+import nbmodels
+
 from .._progress import JobSnapshot
 from ..engine import Job
 from ..errors import IntegrityError, RefError
@@ -163,8 +165,6 @@ def _discard_partials(folder: Path) -> int:
 class Cancel(ServiceHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
-        import nbmodels
-
         body = Body(self.json_body())
         ident = body.text("id", required=True, pattern=_ID, what="a model id such as qwen2.5-7b")
         assert ident is not None

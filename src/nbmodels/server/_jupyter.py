@@ -13,7 +13,8 @@ from typing import Any
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from ._app import Service, ServiceConfig, routes
+from ._app import ServiceConfig
+from ._routes import new_service, routes
 
 __all__ = ["load"]
 
@@ -22,6 +23,6 @@ def load(serverapp: Any) -> None:
     """``_load_jupyter_server_extension``: add the routes to the server's web application."""
     web_app = serverapp.web_app
     prefix = url_path_join(web_app.settings["base_url"], "nbmodels") + "/"
-    service = Service(ServiceConfig(prefix=prefix))
+    service = new_service(ServiceConfig(prefix=prefix))
     web_app.add_handlers(".*$", routes(APIHandler, service))
     serverapp.log.info("nbmodels: download service at %s", prefix)

@@ -15,6 +15,8 @@ from typing import Any
 
 import tornado.web
 
+import nbmodels
+
 from .._options import OPTION_NAMES
 from .._progress import JobSnapshot
 from ..engine import Job
@@ -85,13 +87,11 @@ def download_options(body: Body) -> dict[str, Any]:
 class Index(ServiceHandler):
     @tornado.web.authenticated
     def get(self) -> None:
-        from .. import __version__
-
         url = self.service.url
         self.send_json(
             {
                 "name": "nbmodels",
-                "version": __version__,
+                "version": nbmodels.__version__,
                 "apis": {
                     "native": url("api/jobs"),
                     "native_events": url("api/events"),
@@ -107,8 +107,6 @@ class Index(ServiceHandler):
 class Jobs(ServiceHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
-        import nbmodels
-
         raw = self.get_query_argument("limit", None)
         if raw is not None and not (raw.isdigit() and 0 < int(raw) <= 100_000):
             raise invalid("limit", "must be a whole number from 1 to 100000")

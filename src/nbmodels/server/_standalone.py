@@ -96,7 +96,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 def make_app(service: Service, access: Access) -> tornado.web.Application:
     import tornado.web
 
-    from ._app import routes
+    from ._routes import routes
 
     return tornado.web.Application(
         routes(_base_class(), service),
@@ -119,9 +119,9 @@ async def serve(
     import tornado.httpserver
     import tornado.netutil
 
-    from ._app import Service
+    from ._routes import new_service
 
-    service = Service()
+    service = new_service()
     app = make_app(service, access)
     sockets = tornado.netutil.bind_sockets(port, host)
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_TRANSPORT_BODY)
