@@ -23,7 +23,14 @@ def _text_files() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "Makefile", *DOCS.glob("*.md")]
     for folder in ("src", "tests", "js", "notebooks", "scripts", "benchmarks"):
         files += [p for p in (ROOT / folder).rglob("*") if p.is_file()]
-    return [p for p in files if p.suffix in TEXT_SUFFIXES and "__pycache__" not in p.parts]
+    return [
+        p
+        for p in files
+        if p.suffix in TEXT_SUFFIXES
+        # not caches, nor what a benchmark run leaves behind (its venv and output, git-ignored)
+        and not any(part == "__pycache__" or part.startswith(".venv") for part in p.parts)
+        and "out" not in p.relative_to(ROOT).parts[:2]
+    ]
 
 
 def _slug(heading: str) -> str:
