@@ -16,7 +16,7 @@ from .._config import Settings
 from .._redact import redact_url
 from ..errors import NetworkError
 from ..hub import HubApi
-from ..net import Credential, open_stream, with_retries
+from ..net import Credential, encoded_body, open_stream, with_retries
 
 __all__ = ["RemoteFile"]
 
@@ -107,12 +107,8 @@ class RemoteFile:
                 raise NetworkError(
                     f"{redact_url(final_url)} answered {response.status_code} to a range request."
                 )
-            encoding = response.headers.get("Content-Encoding", "").strip().lower()
-            if encoding not in ("", "identity"):
-                raise NetworkError(
-                    f"{redact_url(final_url)} sent a {encoding}-encoded body although none was "
-                    "asked for; cannot read the header."
-                )
+            if (encoded := encoded_body(response.headers, redact_url(final_url))) is not None:
+                raise encoded
             out = bytearray()
             async for chunk in response.aiter_raw(CHUNK):
                 self.bytes_read += len(chunk)

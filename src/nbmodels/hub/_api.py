@@ -29,6 +29,7 @@ from ..errors import AccessError, NbmodelsError, NetworkError, NotFoundError, Re
 from ..net import (
     Credential,
     RetryableError,
+    encoded_body,
     origin_of,
     parse_retry_after,
     with_retries,
@@ -245,12 +246,8 @@ class HubApi:
                 raise NetworkError(
                     f"The Hub answered {response.status_code} to {redact_url(url)}; expected 200."
                 )
-            encoding = response.headers.get("Content-Encoding", "identity")
-            if encoding.strip().lower() not in ("", "identity"):
-                raise NetworkError(
-                    f"The Hub's answer to {redact_url(url)} is {encoding[:20]}-encoded "
-                    "although identity was requested."
-                )
+            if (encoded := encoded_body(response.headers, redact_url(url))) is not None:
+                raise encoded
             body = bytearray()
             async for chunk in response.aiter_raw():  # bounded while reading
                 body += chunk

@@ -24,6 +24,7 @@ import errno
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 
 import httpx2
 
@@ -38,6 +39,7 @@ __all__ = [
     "Kind",
     "RetryableError",
     "classify",
+    "encoded_body",
     "is_refused",
     "kind_of",
     "parse_retry_after",
@@ -277,3 +279,16 @@ def classify(response: httpx2.Response, url: str, settings: Settings) -> Excepti
             hint="If the file needs credentials, pass a token or download it in a browser first.",
         )
     return NetworkError(f"{shown} answered HTTP {status}{suffix}; not retrying a client error.")
+
+
+def encoded_body(headers: Mapping[str, str], shown: str) -> NetworkError | None:
+    """The error for an answer whose body is content-coded (gzip, br, ...) although identity
+    was asked for: nbmodels takes bytes exactly as stored and never decodes them (a bounded
+    size could not be enforced on an inflating body). None for an identity body."""
+    coding = headers.get("Content-Encoding", "identity").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    return NetworkError(
+        f"{shown} sent a {coding[:20]}-encoded body although identity was requested; "
+        "nbmodels reads bytes exactly as stored and will not decode them."
+    )

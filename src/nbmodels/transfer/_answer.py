@@ -29,8 +29,8 @@ from typing import Protocol
 
 import httpx2
 
-from ..errors import IntegrityError, NbmodelsError, NetworkError
-from ..net import RetryableError
+from ..errors import IntegrityError, NbmodelsError
+from ..net import RetryableError, encoded_body
 
 __all__ = [
     "Accepted",
@@ -107,7 +107,7 @@ Outcome = Accepted | Restart | RetryableError | NbmodelsError
 
 def announced_size(answer: Answer, known: Known) -> int | None:
     """The size of the file as a 206 announces it, when none is known yet (else None)."""
-    if known.size is not None or answer.status_code != 206 or _encoding(answer):
+    if known.size is not None or answer.status_code != 206 or encoded_body(answer.headers, ""):
         return None
     match = _CONTENT_RANGE.fullmatch(answer.headers.get("Content-Range", "").strip())
     return None if match is None else int(match.group(3))
@@ -115,12 +115,9 @@ def announced_size(answer: Answer, known: Known) -> int | None:
 
 def check_answer(answer: Answer, asked: Asked, known: Known, shown: str) -> Outcome:
     """Check ``answer`` to ``asked`` from ``shown`` (the redacted URL, for messages)."""
-    encoding = _encoding(answer)
-    if encoding:
-        return NetworkError(
-            f"{shown} sent a {encoding}-encoded body although identity was requested; "
-            "nbmodels writes bytes exactly as stored and will not decode them."
-        )
+    encoded = encoded_body(answer.headers, shown)
+    if encoded is not None:
+        return encoded
     status = answer.status_code
     if status == 206:
         return _partial_content(answer, asked, known, shown)
@@ -197,10 +194,6 @@ def _unsatisfiable(answer: Answer, asked: Asked, known: Known) -> Outcome:
     return Restart("the server says the recorded range no longer exists")
 
 
-def _encoding(answer: Answer) -> str:
-    """The body's content coding; empty for identity (the only one nbmodels accepts)."""
-    encoding = answer.headers.get("Content-Encoding", "identity").strip().lower()
-    return "" if encoding == "identity" else encoding
 
 
 def strong_validator(answer: Answer) -> str | None:
