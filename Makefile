@@ -20,7 +20,7 @@ lint: setup
 ## Every test: lint, types, and the whole pytest suite (real servers on 127.0.0.1 only; the
 ## widget's browser tests use Debian's Chromium, installed here when missing).
 test: lint
-	scripts/ensure-chromium
+	scripts/ensure-test-tools
 	$(BIN)/pytest
 
 ## The main job on the embedded default: a local Hub emulator with demo models, then a download.
