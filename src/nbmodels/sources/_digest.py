@@ -52,8 +52,12 @@ def digest_target(ref: ModelRef, files: list[str]) -> str:
     example = ModelRef("hf", ref.repo_id, ref.repo_type, revision=ref.revision, path=named)
     raise RefError(
         f"sha256 applies to one file, but {ref} means {len(files)} files ({shown}).",
-        hint=f"Name the file the digest belongs to, e.g. {example} (for a split GGUF, the part: "
-        "the other parts are checked against the Hub's digests), or leave out sha256.",
+        hint=(
+            f"Name the file the digest belongs to, e.g. {example} (for a split GGUF, the part: "
+            "the other parts are checked against the Hub's digests), or leave out ",
+            Option("sha256"),
+            ".",
+        ),
     )
 
 
@@ -65,8 +69,12 @@ def check_hub_sha256(name: str, hub_sha256: str | None, expected: str) -> None:
             "nothing was downloaded.",
             expected=expected,
             actual=hub_sha256,
-            hint="Check the digest and the revision (a new commit may have changed the file), "
-            "or leave out sha256.",
+            hint=(
+                "Check the digest and the revision (a new commit may have changed the file), "
+                "or leave out ",
+                Option("sha256"),
+                ".",
+            ),
         )
 
 
