@@ -15,6 +15,7 @@ from types import FrameType
 
 from ._demo import demo_repos, standard_repos
 from ._emulator import HubEmulator
+from ._service import service_repos
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true", help="add the demo models (~400 MB)")
     parser.add_argument("--scale", type=float, default=1.0, help="size factor for --demo")
     parser.add_argument("--no-standard", action="store_true", help="skip the small test repos")
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="add the repos and files the HTTP service's examples name (docs/api.md)",
+    )
     parser.add_argument("--throttle", type=int, default=None, help="CDN bytes/s per connection")
     args = parser.parse_args(argv)
 
@@ -48,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     with hub:
+        if args.service:  # its files are served by URL: the emulator must be listening
+            service = service_repos(hub)
+            lines.append(
+                f"# service examples' repos: {service.lmstudio} {' '.join(service.versioned)}"
+            )
+            lines += [f"# {external} -> {url}" for external, url in service.urls.items()]
         print(f"HF_ENDPOINT={hub.endpoint}")
         print(f"# CDN: {hub.cdn_url}")
         print("\n".join(lines), flush=True)
