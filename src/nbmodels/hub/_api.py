@@ -32,6 +32,7 @@ from ..net import (
     encoded_body,
     origin_of,
     parse_retry_after,
+    retryable_status,
     with_retries,
 )
 from ..refs import REPO_URL_PREFIX, ModelRef
@@ -98,15 +99,18 @@ def hub_error(
     revision: str | None = None,
     path: str | None = None,
     token_sent: bool,
+    retry_after_cap: float = 60.0,
 ) -> NbmodelsError | RetryableError:
-    """Map a Hub error response to the nbmodels error (the one place this is decided)."""
+    """Map a Hub error response to the nbmodels error (the one place this is decided); which
+    answers are worth another try is :func:`nbmodels.net.retryable_status`'s rule, as for every
+    other request."""
     status = response.status_code
     code = response.headers.get("X-Error-Code", "")
     message = redact_text(response.headers.get("X-Error-Message", ""))[:300]
     page = repo_page(endpoint, repo_type, repo_id)
     what = f"{_TYPE_PREFIX[repo_type]}{repo_id}"
-    if status == 429 or status == 408 or status >= 500:
-        wait = parse_retry_after(response.headers.get("Retry-After"), cap=300)
+    if retryable_status(status):
+        wait = parse_retry_after(response.headers.get("Retry-After"), cap=retry_after_cap)
         reason = "rate limited by the Hub" if status == 429 else f"the Hub answered {status}"
         return RetryableError(reason, retry_after=wait)
     if code == "GatedRepo":
@@ -196,6 +200,7 @@ class HubApi:
             repo_id=self.repo_id,
             token_sent=self.credential is not None
             and bool(self.credential.headers_for(str(response.request.url))),
+            retry_after_cap=self.settings.retry_after_cap,
             **ctx,
         )
 
