@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from nbmodels._present import (
+    badge,
     card_lines,
     card_rows,
     card_summary,
@@ -269,3 +270,23 @@ def test_card_lines_title_and_summary() -> None:
         "fits (needs ~0.9 GB of 23 GB)",
     )
     assert card_summary(dataclasses.replace(CARD, memory=None)) == (text, "")
+
+
+@pytest.mark.parametrize(
+    ("status", "progress", "expected"),
+    [
+        ("downloading", Progress(1, 10), ("downloading", "downloading")),
+        ("downloading", Progress(1, 10, stalled=True), ("stalled", "stalled")),
+        (
+            "downloading",
+            Progress(0, None, stalled=True, retry=RetryNotice("connection refused", 1, 4.0)),
+            ("retrying", "retrying"),
+        ),
+        ("paused", Progress(1, 10, stalled=True), ("paused", "paused")),
+        ("already_downloaded", Progress(10, 10), ("already downloaded", "already_downloaded")),
+    ],
+)
+def test_the_badge_says_retrying_or_stalled_only_while_downloading(
+    status: str, progress: Progress, expected: tuple[str, str]
+) -> None:
+    assert badge(status, progress) == expected

@@ -277,4 +277,5 @@ def test_notebook_text_and_widget_state_show_the_retry() -> None:
     assert state["text"] == "0 B · retrying in 4 s: connection refused"
     assert state["files"][0]["text"] == "0 B · retrying in 4 s: connection refused"
     assert state["retry"]["reason"] == "connection refused"
+    assert (state["badge"], state["files"][0]["badge"]) == ("retrying", "retrying")  # not "stalled"
     assert plain_text(snap) == "m.bin — downloading · 0 B · retrying in 4 s: connection refused"

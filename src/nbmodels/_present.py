@@ -28,6 +28,7 @@ from ._progress import (
     FileProgress,
     JobSnapshot,
     Progress,
+    Status,
     format_bytes,
     format_progress,
     group_retry,
@@ -38,6 +39,7 @@ from .errors import NbmodelsError, Style
 __all__ = [
     "REASON_WIDTH",
     "SHOWN",
+    "badge",
     "card_lines",
     "card_rows",
     "card_summary",
@@ -72,6 +74,17 @@ T = TypeVar("T")
 def status_label(status: str) -> str:
     """``already_downloaded`` -> ``already downloaded``."""
     return status.replace("_", " ")
+
+
+def badge(status: str, progress: Progress) -> tuple[str, str]:
+    """The status badge of a job or a file, as (label, kind): while downloading, ``retrying``
+    when a retry is awaited and ``stalled`` when no byte came for a while; else the status."""
+    if status == Status.DOWNLOADING:
+        if progress.retry is not None:
+            return "retrying", "retrying"
+        if progress.stalled:
+            return "stalled", "stalled"
+    return status_label(status), str(status)
 
 
 def job_label(ref: str) -> str:

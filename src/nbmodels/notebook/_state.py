@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._present import card_summary, card_title, job_label, short_path, status_label
-from .._progress import JobSnapshot, Status, format_progress
+from .._present import badge, card_summary, card_title, job_label, short_path, status_label
+from .._progress import JobSnapshot, Progress, Status, format_progress
 
 if TYPE_CHECKING:
     from ..cards import ModelCard
@@ -34,6 +34,11 @@ def allowed_actions(status: str, *, read_only: bool = False) -> list[str]:
     return []
 
 
+def _badge(status: str, progress: Progress) -> dict[str, str]:
+    label, kind = badge(status, progress)
+    return {"badge": label, "badge_status": kind}
+
+
 def job_state(snap: JobSnapshot, *, read_only: bool = False) -> dict[str, Any]:
     """The ``state`` trait of a job: ``snap.to_dict()`` plus the display fields the ESM needs
     (``name``, ``status_label``, ``actions``, ``read_only``, ``path_display`` and each file's
@@ -45,11 +50,13 @@ def job_state(snap: JobSnapshot, *, read_only: bool = False) -> dict[str, Any]:
             **f.to_dict(),
             "text": format_progress(f.progress, status=f.status),
             "status_label": status_label(f.status),
+            **_badge(f.status, f.progress),
         }
         for f in snap.files
     ]
     data["name"] = job_label(snap.ref)
     data["status_label"] = status_label(snap.status)
+    data.update(_badge(snap.status, snap.progress))
     data["read_only"] = read_only
     data["actions"] = allowed_actions(snap.status, read_only=read_only)
     data["active"] = snap.status in Status.ACTIVE

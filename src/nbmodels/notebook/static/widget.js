@@ -163,8 +163,8 @@ class JobCard {
     el.dataset.stalled = s.stalled ? "true" : "false";
     el.dataset.done = s.done ? "true" : "false";
     setText(this.name, s.name || s.ref);
-    setText(this.badge, s.stalled && s.status === "downloading" ? "stalled" : s.status_label);
-    this.badge.dataset.status = s.stalled && s.status === "downloading" ? "stalled" : s.status;
+    setText(this.badge, s.badge || s.status_label);
+    this.badge.dataset.status = s.badge_status || s.status;
     setText(this.ref, s.ref);
     this.ref.hidden = !s.ref || s.ref === s.name;
     this.ref.title = s.ref || "";
@@ -241,8 +241,8 @@ class JobCard {
       row.el.dataset.status = f.status || "";
       setText(row.name, f.name);
       row.name.title = f.path || f.name || "";
-      setText(row.badge, f.status_label || f.status);
-      row.badge.dataset.status = f.status || "";
+      setText(row.badge, f.badge || f.status_label || f.status);
+      row.badge.dataset.status = f.badge_status || f.status || "";
       row.bar.el.setAttribute("aria-label", `Progress of ${f.name}`);
       row.bar.update(f.fraction, f.text, f.status, f.stalled);
       setText(row.text, f.error ? f.error : f.text);
