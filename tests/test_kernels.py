@@ -426,7 +426,7 @@ def test_the_stream_reconnects_and_a_job_that_ended_meanwhile_ends_here(
         assert not job.done  # nothing arrived here meanwhile
         relay.mend()
         assert job.wait(60).read_bytes() == GeneratedFile(SIZE, seed=name).read()
-        assert stream.connections >= 2
+        wait_for(lambda: stream.connections >= 2, what="the stream back")
     finally:
         eng.close()
         relay.close()

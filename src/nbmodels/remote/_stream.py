@@ -4,8 +4,9 @@ capped exponential backoff and jitter.
 
 Each ``job`` event's JSON goes to ``on_job`` (on this thread; it must return quickly). Once a
 connection is up (the server has attached it: it then first sends the current state of every
-job still running), ``on_connect`` runs on a worker thread, so the owner can catch up with jobs
-that ended while no connection was up (the stream does not repeat those).
+job still running), and after each failed attempt, ``catch_up`` runs on a worker thread, so
+the owner can end the jobs that ended while no connection was up (the stream does not repeat
+those): a job's ``wait()`` returns even when the stream cannot be had at all.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ class EventStream:
         self,
         server: ServerInfo,
         on_job: Callable[[dict[str, Any]], None],
-        on_connect: Callable[[], None],
+        catch_up: Callable[[], None],
         *,
         backoff: float = 0.5,
         backoff_cap: float = 10.0,
     ) -> None:
         self.server = server
         self.on_job = on_job
-        self.on_connect = on_connect
+        self.catch_up = catch_up
         self.backoff = backoff
         self.backoff_cap = backoff_cap
         #: Connections made so far (the first, then every reconnection).
@@ -65,7 +66,8 @@ class EventStream:
             loop.call_soon(ready.set)
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(self._task)
-            loop.run_until_complete(loop.shutdown_default_executor())
+            with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+                loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
         self._loop = loop
@@ -78,7 +80,7 @@ class EventStream:
         if loop is not None and task is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
                 loop.call_soon_threadsafe(task.cancel)
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     async def _run(self) -> None:
@@ -91,9 +93,15 @@ class EventStream:
                     why = "the server ended the stream"
                 except (httpx2.HTTPError, OSError, ValueError) as exc:
                     why = type(exc).__name__
+                except RuntimeError:  # no more worker threads: the interpreter is exiting
+                    return
                 if self.connected.is_set():
                     delay = self.backoff  # it was up: start the backoff afresh
                 self.connected.clear()
+                try:
+                    await asyncio.to_thread(self._catch_up)
+                except RuntimeError:
+                    return
                 wait = delay * (0.5 + random.random())
                 log.debug("nbmodels: job stream lost (%s); reconnecting in %.1f s", why, wait)
                 await asyncio.sleep(wait)
@@ -117,7 +125,7 @@ class EventStream:
 
     def _catch_up(self) -> None:
         try:
-            self.on_connect()
+            self.catch_up()
         except Exception:  # never the end of the stream
             log.debug("nbmodels: catching up after a reconnection failed", exc_info=True)
 
