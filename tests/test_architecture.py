@@ -39,7 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     "cards": {*BASE, "net", "hub"},
     "cache": {*BASE, "net", "hub"},
     "engine": {*BASE, "net", "transfer", "hub", "sources", "archives"},
-    "api": {*BASE, "engine", "cards"},
+    "remote": {*BASE, "engine"},
+    "api": {*BASE, "engine", "cards", "remote"},
     "_present": {*BASE, "cards", "api"},
     "_flags": {*BASE, "api", "_present"},
     "cli": {*BASE, "net", "transfer", "hub", "sources", "archives", "cards", "cache", "engine",
@@ -47,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "notebook": {*BASE, "net", "transfer", "hub", "sources", "archives", "cards", "cache",
                  "engine", "api", "_present", "_flags"},
     "server": {*BASE, "net", "transfer", "hub", "sources", "archives", "cards", "cache", "engine",
-               "api", "_present"},
+               "api", "_present", "remote"},
     "testing": {"api", "engine", "errors"},
     "__main__": {"cli"},
 }

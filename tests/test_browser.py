@@ -802,6 +802,16 @@ def _drive_job_widget(page: Any, hub: Any, files: str, shot: Path) -> str:
     return str(widget.get_attribute("data-job-id"))
 
 
+def _assert_server_side(base: str, job_id: str) -> None:
+    """The kernel's job ran in the server's engine (issue 15): the server's own job, live in
+    its process, not a row of the registry it shares with the kernel (those are read-only)."""
+    url = f"{base}/nbmodels/api/jobs/{job_id}"
+    request = urllib.request.Request(url, headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        job = json.loads(answer.read())
+    assert job["job_id"] == job_id and job["read_only"] is False, job
+
+
 def test_jupyterlab_end_to_end(
     browser: Any, demo_hub: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -828,6 +838,7 @@ def test_jupyterlab_end_to_end(
         _open(browser, f"{base}/lab/tree/e2e.ipynb?token={TOKEN}") as page,
     ):
         job_id = _drive_job_widget(page, hub, "*Q8_0*", shots / "widget.png")
+        _assert_server_side(base, job_id)
 
         _run_cell(page, 2)
         panel = page.locator('[data-testid="nbm-panel"]')

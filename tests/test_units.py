@@ -89,6 +89,26 @@ def test_speed_meter_averages_decays_and_stalls() -> None:
     assert meter.rate() == 0.0
 
 
+def test_a_rebased_meter_keeps_its_speed_and_does_not_count_the_jump() -> None:
+    """A job's meter when one of its files starts with resumed bytes (or rolls back): the
+    other files' speed goes on being shown; a reset would show 0 B/s for a while."""
+    clock = FakeClock()
+    meter = SpeedMeter(window=5.0, resolution=0.2, stall_after=3.0, clock=clock)
+    meter.reset(0)
+    total = 0
+    for _ in range(20):  # 1 MB/s for 2 s
+        clock.t += 0.1
+        total += 100_000
+        meter.add(total)
+    meter.rebase(total + 50_000_000)  # a part resumes with 50 MB already on disk
+    assert meter.rate() == pytest.approx(1_000_000, rel=0.1)
+    meter.rebase(total - 500_000)  # a part restarts from zero
+    assert meter.rate() == pytest.approx(1_000_000, rel=0.1)
+    fresh = SpeedMeter(window=5.0, resolution=0.2, stall_after=3.0, clock=clock)
+    fresh.reset(total)
+    assert fresh.rate() == 0.0  # what reset shows instead
+
+
 @given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 200)), max_size=60))
 def test_rangeset_matches_a_naive_model(ops: list[tuple[int, int]]) -> None:
     rs = RangeSet()

@@ -24,7 +24,7 @@ from ._progress import (
     Subscriber,
     format_progress,
 )
-from .engine import Job, get_engine, load_front_end, show
+from .engine import Job, load_front_end, show
 from .errors import (
     AccessError,
     ArchiveError,
@@ -38,6 +38,7 @@ from .errors import (
     RefError,
     RepoNotFoundError,
 )
+from .remote import all_jobs, current_engine, engine_for
 
 if TYPE_CHECKING:
     from .cards import ModelCard
@@ -86,9 +87,12 @@ def download(ref: str, **options: Any) -> Job:
     certificate checks: a plain URL with a ``sha256`` only), ``metadata`` (a small JSON object
     kept with the job, :attr:`Job.metadata`). Submitting a reference whose job is still
     running returns that job; a finished file comes back ``already_downloaded``.
+
+    In a kernel of a Jupyter server with the nbmodels extension, the job runs in the server's
+    engine, shared by every kernel (``NBMODELS_ENGINE=local`` keeps it in this process).
     """
     opts = Options.create(**options)
-    job = get_engine().submit(ref, opts)
+    job = engine_for(opts).submit(ref, opts)
     show(job, opts)  # in IPython, the notebook layer shows it (the core never imports IPython)
     return job
 
@@ -104,13 +108,13 @@ def resolve(ref: str, **options: Any) -> Path:
 
 def jobs() -> list[Job]:
     """This process's jobs, newest first."""
-    return get_engine().jobs()
+    return all_jobs()
 
 
 def history() -> list[Job]:
     """Jobs of this and earlier sessions, newest first. Jobs of earlier sessions are read-only;
     ones whose process died mid-way show as ``interrupted`` (submit the reference to resume)."""
-    return get_engine().history()
+    return current_engine().history()
 
 
 def inspect(

@@ -219,6 +219,14 @@ class SpeedMeter:
         self._last_bytes = total
         self._last_change = now
 
+    def rebase(self, total: int) -> None:
+        """Jump to ``total`` without counting the jump as speed, keeping the window's history:
+        for a running sum when one of its parts starts (a resume's starting bytes) or rolls
+        back. (``reset`` would show 0 B/s until the window fills again.)"""
+        shift = total - self._last_bytes
+        self._samples = deque((t, b + shift) for t, b in self._samples)
+        self._last_bytes = total
+
     def add(self, total: int) -> None:
         now = self._clock()
         if total != self._last_bytes:

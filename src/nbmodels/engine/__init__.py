@@ -3,20 +3,30 @@
 ``_engine`` (the loop thread, submitting and driving jobs), ``_run`` (a job's mutable state,
 owned by the engine), ``_job`` (the public :class:`Job`, the read-side handle), ``_fetch`` (one
 file under its cross-process lock), ``_unpack`` (the extraction step), ``_registry`` (the job
-history in SQLite) and ``_hooks`` (where the notebook layer plugs in).
+history in SQLite), ``_hooks`` (where the notebook layer plugs in), ``_submission`` (a reference
+checked once, and its job key) and ``_wire`` (a job as the native HTTP API's JSON, and back).
 """
 
 from ._engine import Engine, get_engine, set_engine, shutdown
 from ._hooks import load_front_end, register_front_end, show
-from ._job import Job
+from ._job import Job, JobEngine, JobFeed, JobState
+from ._submission import Submission
+from ._wire import job_payload, options_from_payload, state_from_payload
 
 __all__ = [
     "Engine",
     "Job",
+    "JobEngine",
+    "JobFeed",
+    "JobState",
+    "Submission",
     "get_engine",
+    "job_payload",
     "load_front_end",
+    "options_from_payload",
     "register_front_end",
     "set_engine",
     "show",
     "shutdown",
+    "state_from_payload",
 ]

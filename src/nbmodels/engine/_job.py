@@ -29,7 +29,7 @@ from ..errors import NbmodelsError
 from ._hooks import MimeBundle, front_end, load_front_end, show
 from ._registry import JobRecord
 
-__all__ = ["Controls", "Job", "JobFeed", "JobState", "recorded_job"]
+__all__ = ["Controls", "Job", "JobEngine", "JobFeed", "JobState", "recorded_job", "state_of"]
 
 log = logging.getLogger("nbmodels")
 
@@ -86,6 +86,19 @@ class Controls(Protocol):
     def cancel(self, job_id: str) -> bool: ...
 
     def resubmit(self, job: Job) -> Job: ...
+
+
+class JobEngine(Controls, Protocol):
+    """What the API uses of an engine: the local :class:`~._engine.Engine`, or a kernel's
+    handle on its Jupyter server's engine (:class:`nbmodels.remote.RemoteEngine`)."""
+
+    def submit(self, ref: str, options: Options) -> Job: ...
+
+    def jobs(self) -> list[Job]: ...
+
+    def history(self) -> list[Job]: ...
+
+    def job(self, job_id: str) -> Job | None: ...
 
 
 class Job:
@@ -263,6 +276,11 @@ class Job:
         job = self._controls.resubmit(self)
         show(job, self.options)
         return job
+
+
+def state_of(job: Job) -> JobState:
+    """The job's latest state (its snapshot with the paths and the error as objects)."""
+    return job._feed.state
 
 
 def recorded_job(rec: JobRecord, controls: Controls) -> Job:

@@ -241,7 +241,9 @@ class JobRun:
 
         def on_progress(downloaded: int, total: int | None) -> None:
             # Called per chunk: constant work. A resume's starting bytes and a restart's
-            # rollback re-base the meters instead of counting as speed.
+            # rollback re-base the meters instead of counting as speed: the file's starts
+            # afresh, the job's keeps the other files' history (it would show 0 B/s a moment
+            # each time one of its files starts).
             nonlocal first
             delta = downloaded - state.downloaded
             if delta > 0:
@@ -252,7 +254,7 @@ class JobRun:
             if first or delta < 0:
                 first = False
                 state.meter.reset(downloaded)
-                self.meter.reset(self.downloaded)
+                self.meter.rebase(self.downloaded)
             else:
                 state.meter.add(downloaded)
                 self.meter.add(self.downloaded)

@@ -19,7 +19,7 @@ import nbmodels
 
 from .._options import OPTION_NAMES
 from .._progress import JobSnapshot
-from ..engine import Job
+from ..engine import Job, job_payload
 from ._app import EventStreamHandler, ServiceHandler
 from ._body import ApiError, Body, invalid
 from ._events import sse
@@ -47,11 +47,10 @@ _OPTION_TYPES = {
 
 
 def job_json(job: Job) -> dict[str, Any]:
-    """``Job.to_dict()`` with ``done`` and ``metadata`` always present."""
-    data = job.to_dict()
-    data["done"] = job.done
-    data.setdefault("metadata", None)
-    return data
+    """``Job.to_dict()`` with ``done`` and ``metadata`` always present, and the fields a front
+    end in another process needs (docs/api.md, "Native": per-file speed and retry notices,
+    the error's type, hint and details, every path, the options)."""
+    return job_payload(job)
 
 
 def events(job: Job, prev: JobSnapshot | None, snap: JobSnapshot) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import tornado.web
 
+from ..remote import pin_local
 from . import _arw, _lmstudio, _modeldl, _native
 from ._app import NotFoundHandler, Service, ServiceConfig, ServiceHandler
 
@@ -15,7 +16,10 @@ __all__ = ["new_service", "routes"]
 
 
 def new_service(config: ServiceConfig | None = None) -> Service:
-    """A mount's shared state, with the event formats of the native and ARW streams."""
+    """A mount's shared state, with the event formats of the native and ARW streams. The
+    process that mounts the service hosts its engine: it never uses another server's, whatever
+    ``NBMODELS_ENGINE`` says (its kernels inherit that variable)."""
+    pin_local()
     service = Service(config or ServiceConfig())
     service.events.formatters = {"native": _native.events, "arw": _arw.events}
     return service
