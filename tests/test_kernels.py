@@ -23,7 +23,7 @@ import nbmodels
 import nbmodels.remote._select as select
 from nbmodels import remote
 from nbmodels._options import Options
-from nbmodels.engine import Engine
+from nbmodels.engine import Engine, get_engine
 from nbmodels.errors import CanceledError, NbmodelsError, NotFoundError
 from nbmodels.testing import GeneratedFile, HubEmulator, StandardRepos
 from nbmodels.testing import standard_repos as add_standard_repos
@@ -278,6 +278,12 @@ def test_server_mode_without_a_server_fails_loudly_and_auto_falls_back(
         monkeypatch.setenv("NBMODELS_ENGINE", "server")
         with pytest.raises(NbmodelsError, match=r"NBMODELS_ENGINE=server, but .*no Jupyter server"):
             nbmodels.download("https://127.0.0.1:9/x.bin", display=False)
+        # offline: this process's own engine, without looking for a server (no request at all)
+        opts = Options.create(offline=True)
+        assert remote.engine_for(opts) is get_engine()
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert remote.engine_for(Options.create()) is get_engine()
+        monkeypatch.delenv("HF_HUB_OFFLINE")
         monkeypatch.setenv("NBMODELS_ENGINE", "sever")
         with pytest.raises(NbmodelsError, match="not an engine choice") as err:
             nbmodels.jobs()

@@ -11,7 +11,8 @@ extension, ``nbmodels serve``) always uses its own engine (:func:`pin_local`): k
 the server's environment, ``NBMODELS_ENGINE`` included.
 
 A download given a ``token`` runs in this process: the service never takes a token over HTTP
-(it uses the server's own Hugging Face login).
+(it uses the server's own Hugging Face login). So does an offline one (``offline=True`` or
+``HF_HUB_OFFLINE``): offline means no request at all, not even to the server.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import sys
 import threading
 
+from .._config import env_flag
 from .._options import Options
 from ..engine import Job, JobEngine, get_engine
 from ..errors import NbmodelsError
@@ -85,8 +87,10 @@ def current_engine() -> JobEngine:
 
 
 def engine_for(options: Options) -> JobEngine:
-    """The engine of one download: this process's own when it carries a token."""
-    if options.token is not None:
+    """The engine of one download: this process's own when it carries a token (a token never
+    travels to the service) or is offline (offline means no request at all, not even one to
+    the server on this machine; and there is nothing to share: the files are on disk)."""
+    if options.token is not None or options.offline or env_flag("HF_HUB_OFFLINE"):
         engine_mode()  # a wrong value is still an error
         return get_engine()
     return current_engine()
