@@ -81,8 +81,10 @@ def cluster() -> Iterator[LocalCluster]:
         yield LocalCluster(ray, caches)
     finally:
         ray.shutdown()
-        made.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            made.shutdown()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
         if saved is None:
             os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
         else:
@@ -244,3 +246,74 @@ def test_cancel_stops_every_node_and_removes_partial_data(
     assert job.status == "canceled"
     for cache in nodes.caches.values():
         assert not list(cache.rglob("*.nbmodels.part")) and not list(cache.rglob("*.gguf"))
+
+
+def test_pause_keeps_every_nodes_partial_data_and_resume_completes(
+    nodes: LocalCluster, hub: HubEmulator
+) -> None:
+    weights = GeneratedFile(6_000_000, seed=26)
+    hub.add_repo("org/paused", {"model.gguf": weights})
+    hub.set_throttle(500_000)
+    job = prefetch("hf:org/paused/model.gguf", display=False, connections=1)
+    seed_has_bytes = lambda: any(  # noqa: E731
+        (_state(c, weights.sha256) or {}).get("done") for c in nodes.caches.values()
+    )
+    _until(seed_has_bytes, "durable partial data")
+    assert job.pause()
+    _until(lambda: job.status == "paused", "the prefetch to pause")
+    assert {row.status for row in job.nodes.values()} == {"paused"}
+    assert seed_has_bytes()  # kept
+    hub.set_throttle(None)
+    assert job.resume()
+    paths = job.wait(120)
+    assert job.status == "completed"
+    assert all(p.name == "model.gguf" and _sha(p) == weights.sha256 for p in paths.values())
+    assert _hub_bytes(hub, "model.gguf") < 2 * len(weights)
+
+
+def test_the_cli_pulls_onto_every_node_and_prints_a_path_per_node(
+    nodes: LocalCluster, hub: HubEmulator
+) -> None:
+    import io
+
+    from nbmodels.cli._main import main
+
+    hub.add_repo("org/cli", {"model.gguf": GeneratedFile(500_000, seed=27)})
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["pull", "--cluster", "hf:org/cli/model.gguf", "-q"], out=out, err=err) == 0
+    lines = dict(line.split(" ", 1) for line in out.getvalue().splitlines())
+    assert set(lines) == set(nodes.caches) and err.getvalue() == ""
+    for node, cache in nodes.caches.items():
+        assert Path(lines[node]).is_relative_to(cache) and Path(lines[node]).is_file()
+    one = next(iter(nodes.caches))
+    out = io.StringIO()
+    argv = ["pull", "--cluster", "--node", one, "hf:org/cli/model.gguf", "-q"]
+    assert main(argv, out=out, err=err) == 0
+    assert out.getvalue().split() == [one, lines[one]]
+    assert main(["pull", "--node", one, "hf:org/cli/model.gguf"], out=out, err=err) == 2
+    assert "--node needs --cluster" in err.getvalue()
+
+
+def test_the_magic_returns_the_path_per_node_and_its_widget_shows_a_row_per_node(
+    nodes: LocalCluster, hub: HubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbmodels.notebook._state import job_state
+
+    monkeypatch.setenv("NBMODELS_WIDGETS", "0")
+    hub.add_repo("org/magic", {"model.gguf": GeneratedFile(500_000, seed=28)})
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbmodels")
+    try:
+        paths = shell.run_line_magic("model_download", "--cluster hf:org/magic/model.gguf -q")
+        assert set(paths) == set(nodes.caches)
+        job = shell.run_line_magic("model_download", "--cluster -b -q hf:org/magic/model.gguf")
+        assert isinstance(job, ClusterJob)
+        assert job.wait(60) == paths
+        assert job.status == "already_downloaded"
+    finally:
+        shell.run_line_magic("unload_ext", "nbmodels")
+    state = job_state(job.job.snapshot())
+    assert [f["name"] for f in state["files"]] == [f"node {n[:8]} (127.0.0.1)" for n in job.nodes]
+    assert {f["status_label"] for f in state["files"]} == {"already downloaded"}

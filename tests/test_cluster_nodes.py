@@ -209,6 +209,22 @@ def test_leases_end_with_the_run_that_took_them() -> None:
     _run(go())
 
 
+def test_a_question_of_a_run_that_is_over_takes_no_lease() -> None:
+    async def go() -> None:
+        c = Coordinator(uploads_per_peer=1)
+        assert (await c.acquire("a", "f1", 0)).kind == "hub"
+        await c.hello("b", "run1")
+        stale = asyncio.ensure_future(c.acquire("b", "f1", 5, "run1"))
+        await asyncio.sleep(0)
+        await c.hello("b", "run2")  # b paused and resumed: run1 is over
+        await c.verified("a", "f1", "http://a/blobs/f1")
+        assert (await stale).kind == "wait"
+        got = await c.acquire("b", "f1", 0, "run2")
+        assert got.kind == "peer"  # a's one upload was not taken by the stale question
+
+    _run(go())
+
+
 def test_progress_rows_stream_to_a_waiting_reader() -> None:
     async def go() -> None:
         c = Coordinator()

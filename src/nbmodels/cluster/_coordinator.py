@@ -78,6 +78,8 @@ class Coordinator:
         self._uploads: Counter[str] = Counter()
         #: (node, etag) -> the source URL it downloads from
         self._leases: dict[tuple[str, str], str] = {}
+        #: node -> the id of its current run
+        self._current: dict[str, str] = {}
         self._rows: dict[str, dict[str, Any]] = {}
         self._version = 0
         #: Set (and replaced by a new one) at every change: what waiting calls wait on.
@@ -85,9 +87,12 @@ class Coordinator:
 
     # -- the nodes' questions -------------------------------------------------------------------
 
-    async def hello(self, node: str) -> None:
-        """A run starts on ``node`` (the first, or after its worker restarted, or a resume):
-        the leases of an earlier run there are over."""
+    async def hello(self, node: str, run: str | None = None) -> None:
+        """Run ``run`` starts (or ended) on ``node`` (the first, or after its worker restarted,
+        or a resume): the leases of an earlier run there are over, and the questions an earlier
+        run left behind get no source any more."""
+        if run is not None:
+            self._current[node] = run
         for key in [k for k in self._leases if k[0] == node]:
             self._release(*key)
         await self._notify()
@@ -97,12 +102,18 @@ class Coordinator:
         self._unready.discard(node)
         await self._notify()
 
-    async def acquire(self, node: str, etag: str, wait: float = ACQUIRE_WAIT) -> Source:
+    async def acquire(
+        self, node: str, etag: str, wait: float = ACQUIRE_WAIT, run: str | None = None
+    ) -> Source:
         """Where ``node`` gets the file ``etag``; waits up to ``wait`` seconds for a source
-        (then ``wait``: the node asks again)."""
+        (then ``wait``: the node asks again). A question of a run that is over (another one
+        said :meth:`hello` since: a pause and resume, a restarted worker) gets ``wait``: a
+        lease taken for it would never be used nor given back."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
+            if run is not None and self._current.get(node, run) != run:
+                return Source("wait")
             source = self._decide(node, etag)
             left = deadline - loop.time()
             if source.kind != "wait" or left <= 0:

@@ -309,7 +309,12 @@ class ClusterJob:
             if command == "pause" and not paused:
                 self._fleet.stop(discard=False)
             if command == "resume" and paused:
-                self._runs = self._fleet.start(self.listing, self.options, self._paused_nodes())
+                again = self._paused_nodes()
+                with self._lock:
+                    for node in again:  # their rows are live again
+                        self._final.pop(node, None)
+                        self._rows.pop(node, None)
+                self._runs = self._fleet.start(self.listing, self.options, again)
                 paused = False
                 self._publish(Status.DOWNLOADING)
             if paused:

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import inspect
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from ..transfer import (
     make_client,
     origin_of,
 )
-from ._coordinator import Source
+from ._coordinator import ACQUIRE_WAIT, Source
 from ._peer import PeerServer, Served
 
 __all__ = [
@@ -144,13 +145,14 @@ class NodeRun:
         #: Set before cancelling the run: remove the partial data (cancel), or keep it (pause).
         self.discard = False
         self._changed = asyncio.Event()
+        self.run_id = uuid.uuid4().hex[:12]
 
     # -- the run --------------------------------------------------------------------------------
 
     async def run(self) -> dict[str, Any]:
         reporter = asyncio.get_running_loop().create_task(self._report_loop())
         try:
-            await self.link.call("hello", self.node)
+            await self.link.call("hello", self.node, self.run_id)
             await self._run()
         except asyncio.CancelledError:
             self.status = Status.CANCELED if self.discard else Status.PAUSED
@@ -240,7 +242,9 @@ class NodeRun:
             self.tally.waiting += 1
             self._changed.set()
             try:
-                source: Source = await self.link.call("acquire", self.node, entry.etag)
+                source: Source = await self.link.call(
+                    "acquire", self.node, entry.etag, ACQUIRE_WAIT, self.run_id
+                )
             finally:
                 self.tally.waiting -= 1
             if source.kind == "wait":

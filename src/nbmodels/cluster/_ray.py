@@ -134,6 +134,11 @@ class RayFleet:
         self._quietly([self.agents[n].discard.remote(listing, options) for n in nodes])
 
     def updates(self, since: int, wait: float) -> tuple[int, dict[str, Any]]:
+        if not self.ray.is_initialized():  # else the next call would connect again, quietly
+            raise NbmodelsError(
+                "This process left the Ray cluster (ray.shutdown()) while the prefetch ran.",
+                hint="The nodes keep their partial data: connect again and prefetch again.",
+            )
         result: tuple[int, dict[str, Any]] = self.ray.get(
             self.coordinator.updates.remote(since, wait), timeout=wait + 30
         )
@@ -170,7 +175,10 @@ class RayFleet:
         self._quietly(refs)
 
     def close(self) -> None:
-        """Stop the peer servers, then end every actor of the prefetch."""
+        """Stop the peer servers, then end every actor of the prefetch (the actors of a
+        driver that left the cluster are ended by Ray already)."""
+        if not self.ray.is_initialized():
+            return
         self._quietly([a.close.remote() for a in self.agents.values()])
         for actor in [*self.agents.values(), self.coordinator]:
             with contextlib.suppress(Exception):  # already gone: nothing to end
