@@ -444,3 +444,23 @@ def test_a_node_that_holds_the_file_moves_nothing_and_serves_it(
     assert outcomes[1]["status"] == "completed" and outcomes[1]["sources"] == ["peer node0"]
     assert _hub_bytes(hub, "model.bin") == 0
     assert _sha(group.dirs[1] / "model.bin") == data.sha256
+
+
+def test_nothing_imports_ray_until_a_prefetch_runs() -> None:
+    """Ray is optional: the cluster package, and the CLI and magic that offer --cluster, import
+    without it (it is imported by the first prefetch)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, nbmodels, nbmodels.cluster\n"
+        "for m in pkgutil.walk_packages(nbmodels.cluster.__path__, 'nbmodels.cluster.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import nbmodels.cli._main, nbmodels.notebook._magic\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
