@@ -82,13 +82,44 @@ def test_peer_answers_exactly_the_range_asked_for(peer: tuple[PeerServer, bytes]
 def test_peer_refuses_answers_beyond_its_cap(tmp_path: Path) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(b"x" * 100)
-    server = PeerServer("127.0.0.1", SECRET, max_uploads=0)
+    server = PeerServer("127.0.0.1", SECRET, uploads=0)
     try:
         server.add("ab" * 32, Served(blob, 100, '"v"'))
         busy = _get(server.blob_url("ab" * 32), Authorization=f"Bearer {SECRET}")
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
     finally:
         server.stop()
+
+
+def test_a_node_serves_every_connection_its_downloaders_may_open(tmp_path: Path) -> None:
+    """A node's server answers as many requests at once as ``uploads_per_peer`` downloads may
+    open (each up to 64 connections). It once refused the 17th with a 503: a downloader with
+    one connection then gave that healthy peer up, for every node, and went to the Hub."""
+    import socket
+
+    from nbmodels.cluster._agent import NodeAgent
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x" * 100_000)
+    agent = NodeAgent("n", SECRET, host="127.0.0.1", uploads_per_peer=3, peer_rate=1000)
+    server = agent._peer_server()  # slow answers: every request below stays in flight
+    server.add("ab" * 32, Served(blob, 100_000, '"v"'))
+    host, port = server.url.removeprefix("http://").split(":")
+    request = (
+        f"GET /blobs/{'ab' * 32} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {SECRET}\r\n\r\n"
+    ).encode()
+    sockets = []
+    try:
+        for _ in range(3 * 64):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(request)
+            sockets.append(sock)
+        statuses = [sock.recv(12).decode().split(" ")[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+    assert set(statuses) == {"200"}
 
 
 def test_a_stopped_peer_refuses_connections(peer: tuple[PeerServer, bytes]) -> None:
@@ -260,19 +291,21 @@ class Nodes:
 
     def __init__(self, root: Path, n: int, *, rate: int | None = None, uploads: int = 2) -> None:
         self.dirs = [root / f"node{i}" for i in range(n)]
-        self.servers = [PeerServer("127.0.0.1", SECRET, rate=rate) for _ in range(n)]
+        self.servers = [
+            PeerServer("127.0.0.1", SECRET, uploads=uploads, rate=rate) for _ in range(n)
+        ]
         self.uploads = uploads
         self.coordinator = Coordinator()
         self.runs: list[NodeRun] = []
 
-    def start(self, listing: HubListing, which: list[int]) -> list[NodeRun]:
+    def start(self, listing: HubListing, which: list[int], **options: Any) -> list[NodeRun]:
         """The runs of nodes ``which``, with a new coordinator that expects them."""
         self.coordinator = Coordinator([f"node{i}" for i in which], self.uploads)
         self.runs = [
             NodeRun(
                 f"node{i}",
                 listing,
-                Options(dir=self.dirs[i]),
+                Options.create(dir=self.dirs[i], **options),
                 LocalLink(self.coordinator),
                 self.servers[i],
                 secret=SECRET,
@@ -282,9 +315,10 @@ class Nodes:
         ]
         return self.runs
 
-    def run(self, listing: HubListing, which: list[int]) -> list[Any]:
+    def run(self, listing: HubListing, which: list[int], **options: Any) -> list[Any]:
         async def go() -> list[Any]:
-            return list(await asyncio.gather(*(r.run() for r in self.start(listing, which))))
+            runs = self.start(listing, which, **options)
+            return list(await asyncio.gather(*(r.run() for r in runs)))
 
         return _run(go())
 

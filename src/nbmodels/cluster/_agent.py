@@ -18,6 +18,7 @@ from typing import Any
 
 from .._options import Options
 from ..sources import HubListing
+from ._coordinator import UPLOADS_PER_PEER
 from ._node import ActorLink, NodeRun, discard_partial
 from ._peer import PeerServer
 
@@ -28,10 +29,17 @@ class NodeAgent:
     """One node's side of a prefetch (see the module's docstring)."""
 
     def __init__(
-        self, node: str, secret: str, *, host: str | None = None, peer_rate: int | None = None
+        self,
+        node: str,
+        secret: str,
+        *,
+        uploads_per_peer: int = UPLOADS_PER_PEER,
+        host: str | None = None,
+        peer_rate: int | None = None,
     ) -> None:
         self.node = node
         self._secret = secret
+        self._uploads = uploads_per_peer
         self._host = host
         self._peer_rate = peer_rate
         self._server: PeerServer | None = None
@@ -44,7 +52,9 @@ class NodeAgent:
     def _peer_server(self) -> PeerServer:
         if self._server is None:
             host = self._host or _node_address()
-            self._server = PeerServer(host, self._secret, rate=self._peer_rate)
+            self._server = PeerServer(
+                host, self._secret, uploads=self._uploads, rate=self._peer_rate
+            )
         return self._server
 
     async def run(self, listing: HubListing, options: Options, coordinator: Any) -> dict[str, Any]:

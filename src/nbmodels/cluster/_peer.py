@@ -11,9 +11,10 @@
   Bodies are never encoded.
 - Bound to the node's cluster address; a thread per connection; :meth:`PeerServer.stop` closes
   the listening socket, ends the open connections and joins the threads.
-- ``max_uploads`` caps the answers in flight (beyond: 503 with ``Retry-After``);
-  ``rate`` throttles each connection (bytes/s), as the Hub emulator can: for tests and the
-  simulation in docs/cluster.md.
+- It answers as many requests at once as ``uploads`` downloads may open (the coordinator lets
+  that many nodes copy from it; each opens at most :data:`MAX_CONNECTIONS`); beyond, a 503 with
+  ``Retry-After``, which a transfer takes as pushback. ``rate`` throttles each connection
+  (bytes/s), as the Hub emulator can: for tests and the simulation in docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from .._options import MAX_CONNECTIONS as MAX_OPTION_CONNECTIONS
+from ._coordinator import UPLOADS_PER_PEER
+
 __all__ = ["PeerServer", "Served"]
+
+#: Connections one download may open to a peer (``connections=`` allows at most this).
+MAX_CONNECTIONS = MAX_OPTION_CONNECTIONS
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 _BLOB = re.compile(r"/blobs/([0-9a-f]{40}|[0-9a-f]{64})")
@@ -49,6 +56,9 @@ class Served:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    #: The listen backlog (socketserver's default, 5, makes a burst of connections wait for
+    #: SYN retransmits: seconds).
+    request_queue_size = 1024
     peer: PeerServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -60,10 +70,15 @@ class PeerServer:
     """The HTTP server of one node for one prefetch (see the module's docstring)."""
 
     def __init__(
-        self, host: str, secret: str, *, max_uploads: int = 16, rate: int | None = None
+        self,
+        host: str,
+        secret: str,
+        *,
+        uploads: int = UPLOADS_PER_PEER,
+        rate: int | None = None,
     ) -> None:
         self.secret = secret.encode()
-        self.max_uploads = max_uploads
+        self.max_uploads = uploads * MAX_CONNECTIONS
         self.rate = rate
         self.bytes_sent = 0
         self._files: dict[str, Served] = {}

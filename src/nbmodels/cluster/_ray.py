@@ -79,6 +79,8 @@ def target_nodes(ray: Any, wanted: list[str] | None) -> list[NodeInfo]:
         raise NbmodelsError("The Ray cluster has no alive node.", hint="Check `ray status`.")
     if wanted is None:
         return alive
+    if not wanted:
+        raise ValueError("nodes is an empty list: give node ids, or None for every alive node")
     by_id = {n.id: n for n in alive}
     missing = [w for w in wanted if w not in by_id]
     if missing:
@@ -115,7 +117,7 @@ class RayFleet:
                 max_restarts=RESTARTS,
                 max_task_retries=RESTARTS,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n.id, soft=False),
-            ).remote(n.id, secret)
+            ).remote(n.id, secret, uploads_per_peer=uploads_per_peer)
             for n in nodes
         }
 
