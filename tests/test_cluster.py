@@ -5,7 +5,6 @@ emulator in this process. Skipped (saying why) only when Ray cannot be imported.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -24,10 +23,10 @@ from nbmodels.cluster import ClusterJob, prefetch
 from nbmodels.errors import CanceledError, NotFoundError, RepoNotFoundError
 from nbmodels.testing import GeneratedFile, HubEmulator
 
-if importlib.util.find_spec("ray") is None:
-    pytest.skip(
-        "ray cannot be imported here (pip install 'nbmodels[ray]')", allow_module_level=True
-    )
+# Every node on 127.0.0.1 (Ray's switch for a cluster that never leaves the machine), read by
+# Ray when it is imported: so before that.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+pytest.importorskip("ray", reason="ray cannot be imported here (pip install 'nbmodels[ray]')")
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +47,6 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    # Everything on 127.0.0.1 (Ray's switch for a cluster that never leaves the machine); read
-    # by Ray when it is imported, so before that.
-    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
     from ray.cluster_utils import Cluster
 
@@ -85,10 +80,6 @@ def cluster() -> Iterator[LocalCluster]:
             made.shutdown()
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        if saved is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
 
 
 @pytest.fixture

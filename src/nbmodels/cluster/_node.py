@@ -168,7 +168,7 @@ class NodeRun:
         with contextlib.suppress(Exception):
             await self.link.call("hello", self.node)  # no lease of this run outlives it
             await self.link.call("report", self.node, self.row())
-        return self.outcome()
+        return self.row()
 
     async def _run(self) -> None:
         async with _client(self.settings) as client:
@@ -334,9 +334,6 @@ class NodeRun:
             "address": self.server.url,
             "updated_at": time.time(),
         }
-
-    def outcome(self) -> dict[str, Any]:
-        return self.row()
 
     async def _report_loop(self) -> None:
         """Push the row a few times a second while it changes."""
