@@ -272,6 +272,8 @@ def test_progress_rows_stream_to_a_waiting_reader() -> None:
 
 # -- several nodes in one process -----------------------------------------------------------------
 
+#: Below the transfer's fast-path threshold (4 MiB): a transfer is one GET (and its retries),
+#: so the Hub's log counts exactly the bytes it moved.
 SIZE = 3_000_000
 
 
@@ -498,3 +500,33 @@ def test_nothing_imports_ray_until_a_prefetch_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_node_that_fails_before_saying_what_it_holds_holds_nobody_up(
+    hub: HubEmulator, nodes: Callable[..., Nodes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No file is seeded before every node said what it holds; a node whose run ends before
+    (here: its plan fails) has said all it will, and the others go on."""
+    from nbmodels.cluster import _node
+    from nbmodels.errors import NbmodelsError
+
+    hub.add_repo("org/early", {"model.bin": GeneratedFile(SIZE, seed=17)})
+    listing = _listing(hub, "hf:org/early")
+    group = nodes(2)
+    real = _node.plan_listing
+
+    async def failing(listing: HubListing, options: Options, ctx: SourceContext) -> Any:
+        if options.dir == group.dirs[0]:
+            raise NbmodelsError("node0's disk is gone")
+        return await real(listing, options, ctx)
+
+    monkeypatch.setattr(_node, "plan_listing", failing)
+
+    async def go() -> list[Any]:
+        async with asyncio.timeout(30):
+            return list(await asyncio.gather(*(r.run() for r in group.start(listing, [0, 1]))))
+
+    outcomes = _run(go())
+    assert [o["status"] for o in outcomes] == ["failed", "completed"]
+    assert outcomes[0]["error"] == "node0's disk is gone"
+

@@ -166,7 +166,10 @@ class NodeRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
         with contextlib.suppress(Exception):
-            await self.link.call("hello", self.node)  # no lease of this run outlives it
+            # Whatever ended the run: it offers nothing more (no node waits for it to be
+            # ready), and no lease of it outlives it.
+            await self.link.call("ready", self.node)
+            await self.link.call("hello", self.node)
             await self.link.call("report", self.node, self.row())
         return self.row()
 
