@@ -16,8 +16,17 @@ import nbmodels
 
 SRC = Path(nbmodels.__file__).parent
 
-BASE = ("errors", "_config", "_paths", "_redact", "_aio", "refs", "_progress", "_options",
-        "_fserrors")
+BASE = (
+    "errors",
+    "_config",
+    "_paths",
+    "_redact",
+    "_aio",
+    "refs",
+    "_progress",
+    "_options",
+    "_fserrors",
+)
 #: unit -> the units it may import (besides itself). A unit is a top-level module or package of
 #: ``nbmodels``; ``api`` is ``nbmodels/__init__.py``. The table is the picture of
 #: docs/architecture.md, bottom to top.
@@ -41,12 +50,13 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {*BASE, "net", "transfer", "hub", "sources", "archives"},
     "remote": {*BASE, "engine"},
     "api": {*BASE, "engine", "cards", "remote"},
+    "cluster": {*BASE, "net", "transfer", "hub", "sources", "engine", "api"},
     "_present": {*BASE, "cards", "api"},
     "_flags": {*BASE, "api", "_present"},
     "cli": {*BASE, "net", "transfer", "hub", "sources", "archives", "cards", "cache", "engine",
-            "api", "_present", "_flags", "server"},
+            "api", "_present", "_flags", "server", "cluster"},
     "notebook": {*BASE, "net", "transfer", "hub", "sources", "archives", "cards", "cache",
-                 "engine", "api", "_present", "_flags"},
+                 "engine", "api", "_present", "_flags", "cluster"},
     "server": {*BASE, "net", "transfer", "hub", "sources", "archives", "cards", "cache", "engine",
                "api", "_present", "remote"},
     "testing": {"api", "engine", "errors"},
@@ -154,8 +164,11 @@ def test_modules_and_functions_are_short_in_the_core() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [m.name for m in pkgutil.walk_packages(nbmodels.__path__, "nbmodels.")
-     if not m.name.endswith("__main__")],
+    [
+        m.name
+        for m in pkgutil.walk_packages(nbmodels.__path__, "nbmodels.")
+        if not m.name.endswith("__main__")
+    ],
 )
 def test_every_module_imports(name: str) -> None:
     importlib.import_module(name)

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import quote
@@ -476,6 +477,27 @@ def test_requests_are_logged_with_headers_and_the_log_can_be_cleared(hf_hub: Hub
     assert all(r.path.startswith("/") and "?" not in r.path for r in (head, cdn))
     hf_hub.clear_log()
     assert hf_hub.requests == []
+
+
+def test_an_answer_the_client_left_mid_body_logs_the_bytes_sent_until_then(
+    hf_hub: HubEmulator,
+) -> None:
+    """What a server sent counts, also when the client hangs up early (a transfer that moves to
+    other connections does): the log is how tests count the bytes a Hub served."""
+    hf_hub.set_throttle(2_000_000)
+    url = hf_hub.resolve_url(hf_hub.standard.blobs, "blob-1MiB.bin")
+    with http_client(follow_redirects=True) as client, client.stream("GET", url) as response:
+        got = 0
+        for chunk in response.iter_raw():
+            got += len(chunk)
+            if got >= 200_000:
+                break
+    for _ in range(500):  # the server notices at its next write
+        cdn = [r for r in hf_hub.requests if r.origin == "cdn"]
+        if cdn:
+            break
+        time.sleep(0.01)
+    assert len(cdn) == 1 and got <= cdn[0].bytes_sent < 1024 * 1024
 
 
 def _record(path: str) -> RequestRecord:

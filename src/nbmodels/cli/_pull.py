@@ -12,10 +12,11 @@ import nbmodels
 from .._flags import add_download_arguments, add_frontend_arguments, group_refs
 from .._flags import options_from_namespace as cli_options
 from .._options import Options, OptionValueError
+from ..cluster import ClusterJob, prefetch
 from ..engine import Job, shutdown
 from ..errors import NbmodelsError, RefError
 from ..refs import ACCEPTED_FORMS, parse_ref
-from ._common import Io, Parser, new_parser
+from ._common import Io, Parser, UsageError, new_parser
 from ._manifest import load_manifest
 from ._progress import View, make_view
 
@@ -39,6 +40,11 @@ With no REF, pulls the models listed in the nearest pyproject.toml:
 
 A relative dir is relative to that pyproject.toml; options on the command line override the
 manifest's. Files already on disk are not fetched again (a pinned reference costs no request).
+
+--cluster puts the files on every alive node of a Ray cluster (RAY_ADDRESS, else the one
+started on this machine; `pip install 'nbmodels[ray]'`), each in its own Hugging Face cache
+(or --dir), with one Hub transfer per file: nodes copy from each other (docs/cluster.md). It
+prints one NODE_ID PATH line per node.
 Progress goes to stdout (bars on a terminal, plain lines otherwise); then each local path is
 printed on a line of its own; errors go to stderr. Exit status 1 if any download failed; 2 if
 a reference or an option value is invalid (then nothing is downloaded)."""
@@ -48,6 +54,19 @@ def build_pull(prog: str) -> Parser:
     parser = new_parser(prog, "Download models into the Hugging Face cache (or --dir).", _EPILOG)
     parser.add_argument("refs", nargs="*", metavar="REF", help="what to download")
     add_download_arguments(parser.add_argument_group("download options"))
+    cluster = parser.add_argument_group("Ray cluster")
+    cluster.add_argument(
+        "--cluster",
+        action="store_true",
+        help="put the files on every node of the Ray cluster (one Hub transfer per file)",
+    )
+    cluster.add_argument(
+        "--node",
+        dest="nodes",
+        action="append",
+        metavar="NODE_ID",
+        help="with --cluster: only this node (repeatable; default: every alive node)",
+    )
     add_frontend_arguments(parser.add_argument_group("display"), background=False)
     return parser
 
@@ -111,6 +130,10 @@ def run_pull(ns: argparse.Namespace, io: Io) -> int:
     plan = _plan(ns, io)
     if _bad_input(plan, io, "nbmodels pull"):
         return 2
+    if ns.nodes and not ns.cluster:
+        raise UsageError("--node needs --cluster", "nbmodels pull")
+    if ns.cluster:
+        return _run_cluster(plan, ns, io)
     failures: list[Exception] = []
     jobs: list[Job] = []
     for ref, options in plan:
@@ -138,6 +161,42 @@ def run_pull(ns: argparse.Namespace, io: Io) -> int:
             failures.append(exc)
         else:
             io.line(str(path))
+    io.out.flush()
+    return _status(failures)
+
+
+def _run_cluster(plan: Sequence[tuple[str, dict[str, Any]]], ns: argparse.Namespace, io: Io) -> int:
+    """``--cluster``: a prefetch per reference, the same progress views (a row per node),
+    then a ``NODE_ID PATH`` line per node. Ctrl-C ends this process, and with it the nodes'
+    actors: their partial data stays, and the same command resumes it."""
+    failures: list[Exception] = []
+    prefetches: list[ClusterJob] = []
+    for ref, options in plan:
+        try:
+            prefetches.append(prefetch(ref, nodes=ns.nodes, display=False, **options))
+        except (NbmodelsError, ValueError, TypeError) as exc:
+            io.error(exc)
+            failures.append(exc)
+    view = make_view([p.job for p in prefetches], io.out, quiet=ns.quiet)
+    try:
+        _wait([p.job for p in prefetches], view)
+    except KeyboardInterrupt:
+        view.close()
+        io.err.write(
+            "\nnbmodels: interrupted; the nodes keep their partial data: "
+            "run the same command to resume.\n"
+        )
+        return 130
+    view.close()
+    for job in prefetches:
+        try:
+            paths = job.wait(timeout=30)
+        except NbmodelsError as exc:
+            io.error(exc)
+            failures.append(exc)
+        else:
+            for node, path in paths.items():
+                io.line(f"{node} {path}")
     io.out.flush()
     return _status(failures)
 

@@ -5,15 +5,19 @@ owned by the engine), ``_job`` (the public :class:`Job`, the read-side handle), 
 file under its cross-process lock), ``_unpack`` (the extraction step), ``_registry`` (the job
 history in SQLite), ``_hooks`` (where the notebook layer plugs in), ``_submission`` (a reference
 checked once, and its job key) and ``_wire`` (a job as the native HTTP API's JSON, and back).
+``Job`` is built from a ``JobFeed`` and ``Controls``, so another driver of downloads (the
+server's engine seen from a kernel, ``nbmodels.cluster``) can hand its users the same ``Job``
+and widget.
 """
 
 from ._engine import Engine, get_engine, set_engine, shutdown
 from ._hooks import load_front_end, register_front_end, show
-from ._job import Job, JobEngine, JobFeed, JobState
+from ._job import Controls, Job, JobEngine, JobFeed, JobState
 from ._submission import Submission
 from ._wire import job_payload, options_from_payload, state_from_payload
 
 __all__ = [
+    "Controls",
     "Engine",
     "Job",
     "JobEngine",

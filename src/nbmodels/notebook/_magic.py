@@ -35,6 +35,7 @@ from ._text import TextProgress, panel_text, watch
 
 if TYPE_CHECKING:
     from ..cards import ModelCard
+    from ..cluster import ClusterJob
 
 __all__ = ["ModelMagics", "parse_magic", "run_download", "run_inspect"]
 
@@ -62,6 +63,11 @@ the Job (or list of Jobs) at once, showing its widget. {var} and $var expand to 
 (in the cell form too). Interrupting the kernel pauses the download(s) and keeps the partial
 data: run the cell again to resume. An error prints one line and returns None.
 
+--cluster puts the files on every alive node of the connected Ray cluster (each in its own
+Hugging Face cache, or --dir) with one Hub transfer per file: the nodes copy from each other.
+It returns {node id: path} (a list of those for several references), or with -b the
+ClusterJob; the widget shows a row per node. --node NODE_ID (repeatable) picks nodes.
+
 --inspect downloads nothing: it reads the model's GGUF / safetensors header with a few range
 requests (or the local file when it is already on disk), prints its model card (architecture,
 parameters, quant, context, layers, size, chat template, the memory it needs here) and returns
@@ -88,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     """The shared download parser (:mod:`nbmodels._flags`) plus the magic's own flags (the
     CLI has ``nbmodels inspect`` instead of ``--inspect``)."""
     parser = build_parser(PROG)
+    cluster = parser.add_argument_group("Ray cluster")
+    cluster.add_argument(
+        "--cluster",
+        action="store_true",
+        help="put the files on every node of the Ray cluster (one Hub transfer per file); "
+        "returns {node id: path}",
+    )
+    cluster.add_argument(
+        "--node",
+        dest="nodes",
+        action="append",
+        metavar="NODE_ID",
+        help="with --cluster: only this node (repeatable)",
+    )
     group = parser.add_argument_group("model card")
     group.add_argument(
         "--inspect",
@@ -101,8 +121,20 @@ def _parser() -> argparse.ArgumentParser:
 def parse_magic(line: str, body: str | None = None) -> tuple[Command, bool]:
     """The command of ``%model_download LINE`` (+ cell ``body``) and whether ``--inspect`` was
     given. Raises :class:`UsageError`."""
+    command, card_only, _cluster = parse_magic_line(line, body)
+    return command, card_only
+
+
+def parse_magic_line(line: str, body: str | None = None) -> tuple[Command, bool, list[str] | None]:
+    """:func:`parse_magic`, and the nodes of ``--cluster`` (None: no ``--cluster``; an empty
+    list: every node)."""
     ns = _parser().parse_intermixed_args(split_line(line, PROG))
-    return command_from(ns, body), bool(ns.inspect)
+    if ns.nodes and not ns.cluster:
+        raise UsageError("--node needs --cluster", PROG)
+    if ns.cluster and ns.inspect:
+        raise UsageError("--inspect downloads nothing, so --cluster does not apply", PROG)
+    cluster = (ns.nodes or []) if ns.cluster else None
+    return command_from(ns, body), bool(ns.inspect), cluster
 
 
 def _panel_limit(line: str) -> int | None:
@@ -166,7 +198,7 @@ def _pause_all(jobs: Sequence[Job]) -> None:
 def run_download(line: str, body: str | None, shell: Any) -> Any:
     """The magic's work, given the (already expanded) line and cell body."""
     try:
-        cmd, card_only = parse_magic(line, body)
+        cmd, card_only, cluster = parse_magic_line(line, body)
         if not cmd.refs:
             raise UsageError(f"give at least one reference (see {PROG}?)", PROG)
         if card_only:
@@ -178,6 +210,8 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     if card_only:
         return run_inspect(cmd)
     text_mode = not cmd.quiet and not widgets_supported(shell)
+    if cluster is not None:
+        return run_cluster(cmd, cluster or None, text_mode)
     jobs: list[Job] = []
     progress: TextProgress | None = None
     failed = False
@@ -218,6 +252,57 @@ def run_download(line: str, body: str | None, shell: Any) -> Any:
     if failed:
         return None
     return paths[0] if len(cmd.refs) == 1 else paths
+
+
+# -- --cluster -------------------------------------------------------------------------------------
+
+
+def run_cluster(cmd: Command, nodes: list[str] | None, text_mode: bool) -> Any:
+    """``--cluster``: a prefetch per reference (shown as a job with a row per node); waits
+    for ``{node id: path}`` unless ``-b``. Interrupting the kernel pauses them (partial data
+    kept: ``job.resume()``, or run the cell again)."""
+    show = False if cmd.quiet or text_mode else None
+    started: list[ClusterJob] = []
+    failed = False
+    for ref in cmd.refs:
+        try:
+            started.append(prefetch(ref, nodes=nodes, display=show, **cmd.options))
+        except (NbmodelsError, ValueError, TypeError) as exc:
+            _error(one_line(exc, more=MORE, style="flags"))
+            failed = True
+    if cmd.background:
+        if not started or (failed and len(cmd.refs) == 1):
+            return None
+        return started[0] if len(cmd.refs) == 1 else started
+    progress = TextProgress([c.job for c in started]) if text_mode and started else None
+    try:
+        results = _wait_all([c.job for c in started], progress)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        for prefetched in started:
+            prefetched.pause()
+        print("Paused the prefetch; the nodes keep their partial data.", flush=True)
+        return None
+    if progress is not None:
+        progress.close()
+    out: list[dict[str, Path]] = []
+    for prefetched, result in zip(started, results, strict=True):
+        if isinstance(result, BaseException):
+            _error(one_line(result, more=MORE, style="flags"))
+            failed = True
+        else:
+            out.append(prefetched.paths)
+    if failed:
+        return None
+    return out[0] if len(cmd.refs) == 1 else out
+
+
+def prefetch(ref: str, **options: Any) -> ClusterJob:
+    """``nbmodels.cluster.prefetch`` (looked up at call time, like :func:`download`)."""
+    from ..cluster import prefetch as _prefetch
+
+    return _prefetch(ref, **options)
 
 
 # -- --inspect -------------------------------------------------------------------------------------

@@ -17,32 +17,42 @@ text like ``hf:gpt2/config.json`` may mean the repository ``gpt2/config.json`` o
    for many files or when the Hub gave no usable file list), so every LFS file is verified by
    sha256 and every small git file by its git blob SHA-1.
    When the Hub cannot be reached and the reference is not pinned, the cached refs are used.
+
+Step 3 is two halves with data between them: :func:`list_hf` asks the Hub and gives a
+:class:`HubListing` (the reading the Hub knows, its commit, the chosen files with their sizes and
+digests: plain data, no client, no token), and :func:`plan_listing` turns a listing into this
+machine's plan (its own cache or ``dir=``, its own token) without another request. So one
+process can resolve a reference once and hand the listing to others (``nbmodels.cluster``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .._config import env_flag
 from .._options import Options
 from ..errors import NetworkError, NotFoundError, OfflineError, Option
 from ..hub import (
+    HubApi,
     HubEntry,
     Placement,
     ResolvedRepo,
+    Storage,
     Want,
     choose,
     gated_error,
+    hub_token,
     open_session,
     storage_for,
 )
 from ..refs import ModelRef, split_complete, split_quant_name
-from ..transfer import FileSpec
+from ..transfer import Credential, FileSpec, origin_of
 from ._base import Plan, PlannedFile, SourceContext
 from ._digest import check_hub_sha256, check_on_disk, digest_target
 
-__all__ = ["plan_hf"]
+__all__ = ["HubListing", "list_hf", "plan_hf", "plan_listing"]
 
 #: Up to this many selected files, their digests come from paths-info; more: the tree listing.
 _PATHS_INFO_MAX = 100
@@ -105,17 +115,83 @@ async def _from_disk(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class HubListing:
+    """What a Hub reference means at one commit, as the Hub said it: plain data (no client,
+    no token), so it can travel to another process or machine."""
+
+    #: The reading of the reference the Hub knows.
+    ref: ModelRef
+    endpoint: str
+    #: The revision asked for (None: the default branch); ``refs/<revision>`` records ``commit``.
+    revision: str | None
+    commit: str
+    #: The chosen files, each with its size and digests, in the plan's order.
+    files: tuple[HubEntry, ...]
+    #: The primary path, relative to the commit's folder ("": the folder itself).
+    primary: str
+    #: The file the user's ``sha256`` is for (None: no ``sha256`` given).
+    checked: str | None = None
+
+
+async def list_hf(ref: ModelRef, options: Options, ctx: SourceContext) -> HubListing:
+    """Ask the Hub what ``ref`` means (never the disk): its commit, the chosen files and their
+    digests. The errors are :func:`plan_hf`'s (a missing repository, revision, file or quant;
+    a gated repository without a token; a digest that differs from the user's ``sha256``)."""
+    assert ref.repo_id is not None
+    revision = options.revision or ref.revision
+    async with open_session(options, ctx.settings, client=ctx.client) as session:
+        return await _list_repo(await session.find(ref, revision), options, revision)
+
+
+async def plan_listing(listing: HubListing, options: Options, ctx: SourceContext) -> Plan:
+    """This machine's plan for ``listing``: its own cache (or ``dir=``) and token lookup, the
+    files already there counted as present; no request to the Hub."""
+    token = hub_token(options)
+    credential = Credential(token, origin_of(listing.endpoint)) if token else None
+    api = HubApi(
+        ctx.client,
+        ctx.settings,
+        endpoint=listing.endpoint,
+        repo_type=listing.ref.repo_type,
+        repo_id=listing.ref.repo_id or "",
+        credential=credential,
+    )
+    return await _plan_listed(listing, api, storage_for(listing.ref, options), options)
+
+
 async def _plan_online(repo: ResolvedRepo, options: Options, revision: str | None) -> Plan:
-    commit, storage = repo.commit, repo.storage
+    listing = await _list_repo(repo, options, revision)
+    return await _plan_listed(listing, repo.api, repo.storage, options)
+
+
+async def _list_repo(repo: ResolvedRepo, options: Options, revision: str | None) -> HubListing:
     want, by_path = await _listing(repo, options)
     checked = None
     if options.sha256 is not None:
         checked = digest_target(repo.ref, want.files)
         check_hub_sha256(checked, by_path[checked].sha256, options.sha256)
+    return HubListing(
+        ref=repo.ref,
+        endpoint=repo.api.endpoint,
+        revision=revision,
+        commit=repo.commit,
+        files=tuple(by_path[path] for path in want.files),
+        primary=want.primary or want.folder or "",
+        checked=checked,
+    )
+
+
+async def _plan_listed(
+    listing: HubListing, api: HubApi, storage: Storage, options: Options
+) -> Plan:
+    commit, revision = listing.commit, listing.revision
     files: list[PlannedFile] = []
-    for path in want.files:
-        expected = options.sha256 if path == checked else None
-        files.append(await asyncio.to_thread(_plan_file, repo, by_path[path], options, expected))
+    for entry in listing.files:
+        expected = options.sha256 if entry.path == listing.checked else None
+        files.append(
+            await asyncio.to_thread(_plan_file, api, storage, commit, entry, options, expected)
+        )
     if all(f.present for f in files):
         storage.remember(revision, commit)
 
@@ -124,9 +200,9 @@ async def _plan_online(repo: ResolvedRepo, options: Options, revision: str | Non
 
     return Plan(
         files=files,
-        primary=storage.files_at(commit) / (want.primary or want.folder or ""),
+        primary=storage.files_at(commit) / listing.primary,
         finish=finish,
-        description=f"{repo.ref.repo_url_path}@{commit[:8]}",
+        description=f"{listing.ref.repo_url_path}@{commit[:8]}",
     )
 
 
@@ -183,7 +259,12 @@ def _refuse_gated(repo: ResolvedRepo, want: Want) -> None:
 
 
 def _plan_file(
-    repo: ResolvedRepo, entry: HubEntry, options: Options, expected: str | None
+    api: HubApi,
+    storage: Storage,
+    commit: str,
+    entry: HubEntry,
+    options: Options,
+    expected: str | None,
 ) -> PlannedFile:
     """One file: present already, or a FileSpec with its digests (runs on a worker thread).
 
@@ -191,8 +272,7 @@ def _plan_file(
     it, and a small git file's transfer checks it besides the git blob SHA-1 (an LFS file's
     Hub sha256 was compared with it already).
     """
-    storage = repo.storage
-    place = storage.placement(repo.commit, entry.path, entry.etag)
+    place = storage.placement(commit, entry.path, entry.etag)
 
     def present() -> bool:
         if not storage.present(place, entry.size):
@@ -208,27 +288,27 @@ def _plan_file(
         entry.path,
         place.path,
         size=entry.size,
-        spec=_file_spec(repo, entry, place, expected),
+        spec=_file_spec(api, commit, entry, place, expected),
         after=lambda _result: storage.record(place),
         recheck=None if options.force else present,
     )
 
 
 def _file_spec(
-    repo: ResolvedRepo, entry: HubEntry, place: Placement, expected: str | None
+    api: HubApi, commit: str, entry: HubEntry, place: Placement, expected: str | None
 ) -> FileSpec:
     """The transfer of one Hub file into ``place``: verified by its LFS sha256 (or the user's
     for a small git file) and its git blob SHA-1; the token only for the Hub's own origin."""
     return FileSpec(
-        on_error=repo.api.file_errors(repo.commit, entry.path),
+        on_error=api.file_errors(commit, entry.path),
         name=entry.path,
-        url=repo.api.file_url(repo.commit, entry.path),
+        url=api.file_url(commit, entry.path),
         target=place.target,
         key=f"hf-blob:{entry.etag}",
         size=entry.size,
         sha256=entry.sha256 or expected,
         git_sha1=None if entry.sha256 else entry.blob_id,
-        credential=repo.api.credential,
+        credential=api.credential,
         lock_path=place.lock,
     )
 

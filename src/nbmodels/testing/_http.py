@@ -167,6 +167,8 @@ class _Connection:
         self.method = ""
         self._headers_sent = False
         self._place: int | None = None
+        #: Body bytes of the current answer written so far (logged if the client goes away).
+        self._body_sent = 0
 
     def serve(self) -> None:
         while not self.close_connection:
@@ -190,12 +192,14 @@ class _Connection:
         request = Request(origin, head.method, head.path, head.query, head.headers, body)
         self._headers_sent = False
         self._place = None
+        self._body_sent = 0
         outcome = _Outcome()
         try:
             self._answer(request, outcome)
         except _Dropped as exc:
             outcome.sent = int(str(exc))
         except _NETWORK_ERRORS:
+            outcome.sent = self._body_sent  # the client went away: what it was sent until then
             self.close_connection = True
         except Exception:  # noqa: BLE001 - any emulator bug becomes a 500 and a recorded error
             self.app.record_error(traceback.format_exc())
@@ -342,6 +346,7 @@ class _Connection:
                 self._finishing()
             self.conn.sendall(chunk)
             sent += n
+            self._body_sent = sent
         if limit is not None:
             self._drop(sent)
         return sent

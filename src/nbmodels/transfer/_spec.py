@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx2
@@ -30,6 +30,12 @@ class FileSpec:
     lock_path: Path | None = None
     #: Turns an error answer into the source's own error (e.g. the Hub's gated message).
     on_error: Callable[[httpx2.Response], Exception | None] | None = None
+
+    def via(self, url: str, credential: Credential | None) -> FileSpec:
+        """The same file fetched from another URL (a mirror, a peer): same target, size,
+        digests and resume ``key``, so partial data from either source carries over (when the
+        two serve the same validator) and the bytes are verified alike."""
+        return replace(self, url=url, credential=credential, on_error=None)
 
 
 @dataclass(slots=True)
