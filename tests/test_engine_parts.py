@@ -8,6 +8,7 @@ real subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -310,3 +311,58 @@ def test_the_api_loads_the_notebook_layer_by_name_and_only_when_asked(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "True", "True"]
+
+
+def _hold_lock(path: Path) -> subprocess.Popen[str]:
+    """Another process holding the file lock at ``path`` until its stdin closes."""
+    code = textwrap.dedent(
+        f"""
+        import sys, filelock
+        with filelock.FileLock({str(path)!r}):
+            print("held", flush=True)
+            sys.stdin.read()
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+@pytest.mark.parametrize("hub_lock", [True, False], ids=["hub-cache-lock", "own-lock"])
+def test_cancel_discards_partial_data_only_under_the_lock_the_transfer_took(
+    tmp_path: Path, hub_lock: bool
+) -> None:
+    """Cancel removes partial data under the same lock a transfer of the file takes: for a Hub
+    cache blob that is huggingface_hub's lock, not one beside the target, so the data of
+    another process now fetching the file is left alone (it once took the other lock)."""
+    from nbmodels.engine import discard_file, file_lock
+    from nbmodels.transfer import partial_paths
+
+    target = tmp_path / "blobs" / "m.bin"
+    target.parent.mkdir()
+    lock = tmp_path / ".locks" / "m.bin.lock" if hub_lock else None
+    spec = FileSpec(name="m.bin", url=URL, target=target, key="k", lock_path=lock)
+    data = partial_paths(target)[0]
+
+    async def lock_path_taken() -> Path:
+        async with file_lock(spec):
+            pass
+        taken = set(tmp_path.rglob("*.lock"))
+        assert len(taken) == 1
+        return taken.pop()
+
+    held = asyncio.run(lock_path_taken())
+    data.write_bytes(b"another process's partial data")
+    proc = _hold_lock(held)
+    try:
+        assert discard_file(spec) is False
+        assert data.read_bytes() == b"another process's partial data"
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        proc.wait(10)
+        proc.stdout.close()
+    assert discard_file(spec) is True
+    assert not data.exists()

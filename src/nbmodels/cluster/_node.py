@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import filelock
-
 from .._aio import pick_error
 from .._config import Settings
 from .._options import Options
 from .._progress import SpeedMeter, Status
+from ..engine import discard_file, file_lock
 from ..errors import AccessError, IntegrityError, NbmodelsError, NetworkError, NotFoundError
 from ..hub import HubEntry
 from ..sources import HubListing, Plan, PlannedFile, SourceContext, plan_listing
@@ -220,7 +219,7 @@ class NodeRun:
         meanwhile, fetch it (from a peer or the Hub), then offer it."""
         spec = planned.spec
         assert spec is not None
-        async with _file_lock(spec.lock_path):
+        async with file_lock(spec):
             if planned.recheck is not None and await asyncio.to_thread(planned.recheck):
                 result = None
             else:
@@ -369,18 +368,8 @@ async def discard_partial(listing: HubListing, options: Options) -> None:
     async with _client(settings) as client:
         plan = await plan_listing(listing, options, SourceContext(client, settings))
     for planned in plan.files:
-        spec = planned.spec
-        if spec is None or spec.lock_path is None:
-            continue
-        lock = filelock.FileLock(spec.lock_path, thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            continue
-        try:
-            PartialState.discard(spec.target)
-        finally:
-            lock.release()
+        if planned.spec is not None:
+            discard_file(planned.spec)
 
 
 @contextlib.asynccontextmanager
@@ -390,25 +379,3 @@ async def _client(settings: Settings) -> AsyncIterator[Any]:
         yield client
     finally:
         await client.aclose()
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: Path | None) -> AsyncIterator[None]:
-    """The file's cross-process lock (huggingface_hub's lock path), taken without blocking the
-    loop, as the engine takes it: two runs on one node (or a download in a notebook there)
-    take turns, and the second finds the file present."""
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(path, thread_local=False)
-    while True:
-        try:
-            lock.acquire(timeout=0)
-            break
-        except filelock.Timeout:
-            await asyncio.sleep(0.2)
-    try:
-        yield
-    finally:
-        lock.release()

@@ -11,6 +11,7 @@ and widget.
 """
 
 from ._engine import Engine, get_engine, set_engine, shutdown
+from ._fetch import discard_file, file_lock
 from ._hooks import load_front_end, register_front_end, show
 from ._job import Controls, Job, JobEngine, JobFeed, JobState
 from ._submission import Submission
@@ -24,6 +25,8 @@ __all__ = [
     "JobFeed",
     "JobState",
     "Submission",
+    "discard_file",
+    "file_lock",
     "get_engine",
     "job_payload",
     "load_front_end",

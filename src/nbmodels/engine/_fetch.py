@@ -21,7 +21,7 @@ from ..transfer import FileSpec, FileTransfer, PartialState, TransferResult
 from ._network import Net
 from ._run import FileRun, JobRun, as_nbmodels_error
 
-__all__ = ["discard", "fetch_file"]
+__all__ = ["discard", "discard_file", "fetch_file", "file_lock"]
 
 
 async def fetch_file(run: JobRun, planned: PlannedFile, state: FileRun, net: Net) -> None:
@@ -29,8 +29,8 @@ async def fetch_file(run: JobRun, planned: PlannedFile, state: FileRun, net: Net
     spec = planned.spec
     assert spec is not None
     state.status = Status.QUEUED
-    state.target = spec.target
-    async with _file_lock(spec.lock_path or _lock_path(spec.target)):
+    state.spec = spec
+    async with file_lock(spec):
         state.touched = True
         if planned.recheck is not None and await asyncio.to_thread(planned.recheck):
             run.file_found(state)
@@ -71,17 +71,23 @@ async def _transfer(run: JobRun, spec: FileSpec, state: FileRun, net: Net) -> Tr
 async def discard(run: JobRun) -> None:
     """Remove the partial data of the files this job worked on (cancel)."""
     for state in run.files:
-        if not state.touched or state.target is None:
-            continue
-        lock = filelock.FileLock(_lock_path(state.target), thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            continue  # another process is working on it: its data is not ours to delete
-        try:
-            PartialState.discard(state.target)
-        finally:
-            lock.release()
+        if state.touched and state.spec is not None:
+            discard_file(state.spec)
+
+
+def discard_file(spec: FileSpec) -> bool:
+    """Remove the partial data of ``spec``'s file, unless another process holds the file's lock
+    (it is working on it: its data is not ours to delete). Whether it was removed."""
+    lock = filelock.FileLock(spec.lock_path or _lock_path(spec.target), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    try:
+        PartialState.discard(spec.target)
+    finally:
+        lock.release()
+    return True
 
 
 def _lock_path(target: Path) -> Path:
@@ -91,8 +97,12 @@ def _lock_path(target: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def _file_lock(path: Path) -> AsyncIterator[None]:
-    """A cross-process file lock acquired without blocking the loop."""
+async def file_lock(spec: FileSpec) -> AsyncIterator[None]:
+    """The file's cross-process lock, acquired without blocking the loop: huggingface_hub's
+    lock path for a Hub cache blob, else one beside the target. Two processes fetching one file
+    (engines, cluster nodes, ``huggingface_hub`` itself) take turns, and the second finds the
+    file present."""
+    path = spec.lock_path or _lock_path(spec.target)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(path, thread_local=False)
     while True:

@@ -33,6 +33,7 @@ from .._progress import (
 from .._redact import redact_text
 from ..errors import NbmodelsError
 from ..sources import Plan, PlannedFile
+from ..transfer import FileSpec
 from ._job import Controls, Job, JobFeed, JobState
 from ._submission import Submission
 
@@ -59,8 +60,8 @@ class FileRun:
         "name",
         "path",
         "retry",
+        "spec",
         "status",
-        "target",
         "total",
         "touched",
     )
@@ -77,7 +78,8 @@ class FileRun:
         self.meter = SpeedMeter(stall_after=stall_after)
         #: The transfer got as far as taking the file's lock (cancel then removes its data).
         self.touched = False
-        self.target: Path | None = None
+        #: What its transfer fetches (set when it is queued for one): cancel removes its data.
+        self.spec: FileSpec | None = None
         #: Waiting to try again: (reason, failed attempts, monotonic time of the next attempt).
         self.retry: tuple[str, int, float] | None = None
 
