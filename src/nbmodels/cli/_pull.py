@@ -133,70 +133,81 @@ def run_pull(ns: argparse.Namespace, io: Io) -> int:
     if ns.nodes and not ns.cluster:
         raise UsageError("--node needs --cluster", "nbmodels pull")
     if ns.cluster:
-        return _run_cluster(plan, ns, io)
+        return _drive(plan, ns, io, _Cluster())
+    return _drive(plan, ns, io, _Local())
+
+
+class _Local:
+    """``nbmodels pull``: a job per reference in this process's engine; a path line each."""
+
+    interrupted = "partial data is kept: run the same command to resume."
+
+    def start(self, ref: str, options: dict[str, Any], ns: argparse.Namespace) -> Job:
+        return nbmodels.download(ref, display=False, **options)
+
+    def job(self, handle: Job) -> Job:
+        return handle
+
+    def lines(self, handle: Job) -> list[str]:
+        return [str(handle.wait(timeout=30))]
+
+    def stop(self) -> None:
+        shutdown()  # stop the jobs now (their state is saved), before saying so
+
+
+class _Cluster:
+    """``--cluster``: a prefetch per reference (a row per node), then a ``NODE_ID PATH`` line
+    per node. Ctrl-C ends this process, and with it the nodes' actors: their partial data
+    stays, and the same command resumes it."""
+
+    interrupted = "the nodes keep their partial data: run the same command to resume."
+
+    def start(self, ref: str, options: dict[str, Any], ns: argparse.Namespace) -> ClusterJob:
+        return prefetch(ref, nodes=ns.nodes, display=False, **options)
+
+    def job(self, handle: ClusterJob) -> Job:
+        return handle.job
+
+    def lines(self, handle: ClusterJob) -> list[str]:
+        return [f"{node} {path}" for node, path in handle.wait(timeout=30).items()]
+
+    def stop(self) -> None:
+        pass
+
+
+def _drive(
+    plan: Sequence[tuple[str, dict[str, Any]]],
+    ns: argparse.Namespace,
+    io: Io,
+    way: _Local | _Cluster,
+) -> int:
+    """Start every reference of ``plan`` the ``way`` asked, show their progress until all are
+    done, then print their lines (errors to stderr). Ctrl-C stops and says how to resume."""
     failures: list[Exception] = []
-    jobs: list[Job] = []
+    handles: list[Any] = []
     for ref, options in plan:
         try:
-            jobs.append(nbmodels.download(ref, display=False, **options))
+            handles.append(way.start(ref, options, ns))
         except (NbmodelsError, ValueError, TypeError) as exc:
             io.error(exc)
             failures.append(exc)
+    jobs = [way.job(h) for h in handles]
     view = make_view(jobs, io.out, quiet=ns.quiet)
     try:
         _wait(jobs, view)
     except KeyboardInterrupt:
         view.close()
-        shutdown()  # stop the jobs now (their state is saved), before saying so
-        io.err.write(
-            "\nnbmodels: interrupted; partial data is kept: run the same command to resume.\n"
-        )
+        way.stop()
+        io.err.write(f"\nnbmodels: interrupted; {way.interrupted}\n")
         return 130
     view.close()
-    for job in jobs:
+    for handle in handles:
         try:
-            path = job.wait(timeout=30)
+            for line in way.lines(handle):
+                io.line(line)
         except NbmodelsError as exc:
             io.error(exc)
             failures.append(exc)
-        else:
-            io.line(str(path))
-    io.out.flush()
-    return _status(failures)
-
-
-def _run_cluster(plan: Sequence[tuple[str, dict[str, Any]]], ns: argparse.Namespace, io: Io) -> int:
-    """``--cluster``: a prefetch per reference, the same progress views (a row per node),
-    then a ``NODE_ID PATH`` line per node. Ctrl-C ends this process, and with it the nodes'
-    actors: their partial data stays, and the same command resumes it."""
-    failures: list[Exception] = []
-    prefetches: list[ClusterJob] = []
-    for ref, options in plan:
-        try:
-            prefetches.append(prefetch(ref, nodes=ns.nodes, display=False, **options))
-        except (NbmodelsError, ValueError, TypeError) as exc:
-            io.error(exc)
-            failures.append(exc)
-    view = make_view([p.job for p in prefetches], io.out, quiet=ns.quiet)
-    try:
-        _wait([p.job for p in prefetches], view)
-    except KeyboardInterrupt:
-        view.close()
-        io.err.write(
-            "\nnbmodels: interrupted; the nodes keep their partial data: "
-            "run the same command to resume.\n"
-        )
-        return 130
-    view.close()
-    for job in prefetches:
-        try:
-            paths = job.wait(timeout=30)
-        except NbmodelsError as exc:
-            io.error(exc)
-            failures.append(exc)
-        else:
-            for node, path in paths.items():
-                io.line(f"{node} {path}")
     io.out.flush()
     return _status(failures)
 
