@@ -25,7 +25,7 @@ from nbmodels.notebook._state import job_state
 from nbmodels.notebook._text import panel_text
 from nbmodels.testing import HubEmulator
 from tests.conftest import payload
-from tests.faultserver import FaultServer
+from tests.faultserver import Fault, FaultServer
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF = "nbm-test/Tiny-GGUF"
@@ -115,6 +115,28 @@ def test_jobs_json_keeps_every_job_and_the_whole_message(thirteen: list[nbmodels
         "Check the URL (or the repository, revision and file name)."
     )
     assert len(json.loads(cli("jobs", "--json", "-n", "3").stdout)["jobs"]) == 3
+
+
+def test_jobs_size_says_what_a_job_that_did_not_finish_has_of_its_size(
+    engine: _engine.Engine, server: FaultServer, tmp_path: Path
+) -> None:
+    """A job that failed after 1 MB of 3 MB is not listed as a 3 MB job, as a completed one is;
+    one that failed before any size was known shows none."""
+    server.add_file("done.bin", payload(3_000_000))
+    nbmodels.download(server.url("done.bin"), dir=tmp_path / "out", display=False).wait(30)
+    server.add_file("cut.bin", payload(3_000_000, seed=2))
+    server.add_fault("cut.bin", Fault.drop(after=1_000_000))
+    server.add_fault("cut.bin", Fault.hang_up(), times=-1)
+    cut_job = nbmodels.download(server.url("cut.bin"), dir=tmp_path / "out", display=False)
+    with pytest.raises(nbmodels.NetworkError):
+        cut_job.wait(60)
+    gone = nbmodels.download(server.url("gone.bin"), dir=tmp_path / "out", display=False)
+    with pytest.raises(nbmodels.NbmodelsError):
+        gone.wait(30)
+    lines = cli("jobs").stdout.splitlines()
+    start, end = lines[0].index("SIZE"), lines[0].index("WHEN")
+    sizes = {line.split()[2]: line[start:end].strip() for line in lines[1:]}
+    assert sizes == {"done.bin": "3.0 MB", "cut.bin": "1.0 MB of 3.0 MB", "gone.bin": "-"}
 
 
 # -- %model_panel in a terminal ------------------------------------------------------------------

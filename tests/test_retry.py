@@ -27,6 +27,8 @@ from nbmodels.cli._progress import PlainView
 from nbmodels.engine import _engine
 from nbmodels.notebook._state import job_state
 from nbmodels.notebook._text import progress_line
+from nbmodels.testing import Fault as HubFault
+from nbmodels.testing import HubEmulator, StandardRepos
 from tests.conftest import FAST, payload
 from tests.faultserver import Fault, FaultServer
 from tests.test_download import Recorder, wait_for
@@ -162,6 +164,53 @@ def test_a_subscriber_sees_the_retry_notice_on_the_file_and_the_job_until_bytes_
     assert all(f.progress.retry is None for s in flowing for f in s.files)
 
 
+def test_a_hub_request_that_fails_while_resolving_shows_the_retry_then_downloads(
+    engine: _engine.Engine, hub: HubEmulator, ids: StandardRepos
+) -> None:
+    """The Hub API answers 503 twice: the job, still resolving, says so ("retrying in 1 s: the
+    Hub answered 503", badge ``retrying``) instead of waiting in silence, and the notice ends
+    with the answer that came."""
+    hub.faults.add(HubFault("status", status=503, retry_after=1, origin="hub", times=2))
+    job = nbmodels.download(f"hf:{ids.blobs}/small.txt")
+    rec = Recorder()
+    job.subscribe(rec)
+    job.wait(30)
+    waiting = [s for s in rec.snaps if s.status == "resolving" and s.progress.retry]
+    notices = {(r.reason, r.attempt) for s in waiting if (r := s.progress.retry) is not None}
+    assert notices == {("the Hub answered 503", 1), ("the Hub answered 503", 2)}
+    first = waiting[0]
+    text = "retrying in 1 s: the Hub answered 503"
+    assert format_progress(first.progress, status="resolving") == text
+    assert job_state(first)["badge"] == "retrying"
+    assert job_text(first).endswith(f" · resolving · {text}")
+    later = rec.snaps[rec.snaps.index(waiting[-1]) + 1 :]
+    assert later and all(s.progress.retry is None for s in later)
+    assert rec.snaps[-1].status == "completed"
+
+    class Replay:  # the recorded snapshots, one per update, through the CLI's plain lines
+        snap = rec.snaps[0]
+
+        def snapshot(self) -> JobSnapshot:
+            return self.snap
+
+        def subscribe(self, _callback: Any) -> Any:
+            return lambda: None
+
+    out = io.StringIO()
+    replay = Replay()
+    view = PlainView([replay], out, clock=lambda: 0.0)  # type: ignore[list-item]
+    for replay.snap in rec.snaps:
+        view.update()
+    lines = [line.split(" · ", 1)[1] for line in out.getvalue().splitlines() if " · " in line]
+    resolving = [line for line in lines if line.startswith("resolving")]
+    assert resolving == [
+        "resolving",
+        "resolving · retrying in 1 s: the Hub answered 503",
+        "resolving · retrying in 1 s: the Hub answered 503",  # the second retry: a line too
+        "resolving",  # the answer came
+    ]
+
+
 @contextlib.contextmanager
 def plain_server(port: int, directory: Path) -> Iterator[None]:
     """A plain HTTP server for ``directory`` on ``port`` (no Range: answers 200)."""
@@ -217,7 +266,11 @@ def test_the_formatter_renders_the_retry_instead_of_speed() -> None:
     assert format_progress(WAITING) == "0 B · retrying in 4 s: connection refused"
     under_way = Progress(1_000_000, 4_000_000, stalled=True, retry=RetryNotice("HTTP 503", 3, 0.0))
     assert format_progress(under_way) == "1.0 MB / 4.0 MB · 25% · retrying: HTTP 503"
-    assert format_progress(WAITING, status="failed") == "0 B"  # only a running transfer waits
+    # a Hub request of the plan waits too: no size is known yet, so the retry is all there is
+    assert format_progress(WAITING, status="resolving") == "retrying in 4 s: connection refused"
+    assert format_progress(WAITING, status="failed") == ""  # an ended job waits for nothing
+    assert format_progress(Progress(), status="resolving") == ""  # nothing known: no "0 B"
+    assert format_progress(Progress(), status="downloading") == "0 B · 0 B/s"
     assert WAITING.to_dict()["retry"] == {
         "reason": "connection refused",
         "attempt": 2,

@@ -32,6 +32,7 @@ from ._progress import (
     format_bytes,
     format_progress,
     group_retry,
+    joined,
 )
 from .cards import ModelCard, format_count, format_gb
 from .errors import NbmodelsError, Style
@@ -77,13 +78,12 @@ def status_label(status: str) -> str:
 
 
 def badge(status: str, progress: Progress) -> tuple[str, str]:
-    """The status badge of a job or a file, as (label, kind): while downloading, ``retrying``
-    when a retry is awaited and ``stalled`` when no byte came for a while; else the status."""
-    if status == Status.DOWNLOADING:
-        if progress.retry is not None:
-            return "retrying", "retrying"
-        if progress.stalled:
-            return "stalled", "stalled"
+    """The status badge of a job or a file, as (label, kind): ``retrying`` while resolving or
+    downloading waits for a retry, ``stalled`` when no byte came for a while; else the status."""
+    if status in (Status.DOWNLOADING, Status.RESOLVING) and progress.retry is not None:
+        return "retrying", "retrying"
+    if status == Status.DOWNLOADING and progress.stalled:
+        return "stalled", "stalled"
     return status_label(status), str(status)
 
 
@@ -203,8 +203,8 @@ def plain_text(snap: JobSnapshot, *, reason_width: int | None = None) -> str:
         return f"{_head(snap)}: {why}"
     text = format_progress(snap.progress, status=snap.status)
     if snap.status in ("completed", "already_downloaded") and snap.path:
-        return f"{_head(snap)} · {text} · {snap.path}"
-    return f"{_head(snap)} · {text}"
+        return joined(_head(snap), text, snap.path)
+    return joined(_head(snap), text)
 
 
 def progress_line(snaps: Sequence[JobSnapshot]) -> str:
@@ -212,7 +212,7 @@ def progress_line(snaps: Sequence[JobSnapshot]) -> str:
     · ETA 1:42``; several jobs are summed: ``2 downloads (1 done): 1.2 GB / 4.5 GB · ...``."""
     if len(snaps) == 1:
         s = snaps[0]
-        return f"{_head(s)} · " + format_progress(s.progress, status=s.status)
+        return joined(_head(s), format_progress(s.progress, status=s.status))
     done = sum(1 for s in snaps if s.done)
     totals = [s.progress.total_bytes for s in snaps]
     downloaded = sum(s.progress.downloaded_bytes for s in snaps)
@@ -233,17 +233,14 @@ def file_text(f: FileProgress, *, label: bool = False) -> str:
     text = format_progress(f.progress, status=f.status)
     if f.status == "downloading" and not label:
         return text
-    return f"{status_label(f.status)} · {text}"
+    return joined(status_label(f.status), text)
 
 
 def job_text(snap: JobSnapshot) -> str:
     """A job's row in the CLI: ``REF · downloading · 1.2 GB / 4.5 GB · ...`` (just the status
     before sizes are known, unless it waits to retry)."""
     head = f"{snap.ref} · {status_label(snap.status)}"
-    p = snap.progress
-    if p.total_bytes is None and not p.downloaded_bytes and p.retry is None:
-        return head
-    return f"{head} · " + format_progress(snap.progress, status=snap.status)
+    return joined(head, format_progress(snap.progress, status=snap.status))
 
 
 # -- model cards ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "format_retry",
     "format_speed",
     "group_retry",
+    "joined",
 ]
 
 
@@ -319,8 +320,9 @@ def format_retry(retry: RetryNotice) -> str:
 
 def format_progress(progress: Progress, *, status: str = Status.DOWNLOADING.value) -> str:
     """'1.2 GB / 4.5 GB · 27% · 35.2 MB/s · ETA 1:42' (parts that are unknown are left out);
-    a transfer waiting to retry shows why instead of its speed: '0 B · retrying in 4 s:
-    connection refused'."""
+    a transfer or a resolution waiting to retry shows why instead of its speed: '0 B ·
+    retrying in 4 s: connection refused'. Empty when nothing is known yet (or ever was: a
+    job queued, resolving, or failed before its size was known)."""
     parts: list[str] = []
     if progress.total_bytes is not None:
         parts.append(
@@ -328,18 +330,23 @@ def format_progress(progress: Progress, *, status: str = Status.DOWNLOADING.valu
         )
         fraction = progress.fraction or 0.0
         parts.append(f"{math.floor(fraction * 100)}%")
-    else:
+    elif progress.downloaded_bytes or status in (Status.DOWNLOADING, Status.PAUSED):
         parts.append(format_bytes(progress.downloaded_bytes))
-    if status == Status.DOWNLOADING:
-        if progress.retry is not None:
-            parts.append(format_retry(progress.retry))
-        elif progress.stalled:
+    if progress.retry is not None and status in (Status.DOWNLOADING, Status.RESOLVING):
+        parts.append(format_retry(progress.retry))
+    elif status == Status.DOWNLOADING:
+        if progress.stalled:
             parts.append("stalled")
         else:
             parts.append(format_speed(progress.bytes_per_second))
             if progress.eta_seconds is not None:
                 parts.append(f"ETA {format_duration(progress.eta_seconds)}")
     return " · ".join(parts)
+
+
+def joined(*parts: str) -> str:
+    """``a · b``, leaving out empty parts (an empty :func:`format_progress`)."""
+    return " · ".join(p for p in parts if p)
 
 
 def snapshot_from_dict(data: Mapping[str, Any]) -> Progress:

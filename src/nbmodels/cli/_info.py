@@ -9,7 +9,7 @@ import nbmodels
 
 from .._flags import add_limit_arguments, listing_limit
 from .._present import SHOWN, card_lines, job_label, newest, older_line, reason, status_label
-from .._progress import format_bytes
+from .._progress import Status, format_bytes
 from ..engine import Job
 from ._common import Io, Parser, add_flags, add_json, ago, iso, new_parser, table
 
@@ -46,10 +46,14 @@ def _when(job: Job) -> float | None:
 
 
 def _size(job: Job) -> str:
+    """The size of what a job got: the whole size once it succeeded; else what it has of what
+    it needs (``1.0 MB of 3.0 MB``), so a failed job does not look complete."""
     p = job.progress
     if p.total_bytes is None:
         return format_bytes(p.downloaded_bytes) if p.downloaded_bytes else "-"
-    return format_bytes(p.total_bytes)
+    if job.status in Status.SUCCEEDED:
+        return format_bytes(p.total_bytes)
+    return f"{format_bytes(p.downloaded_bytes)} of {format_bytes(p.total_bytes)}"
 
 
 def run_jobs(ns: argparse.Namespace, io: Io) -> int:

@@ -7,7 +7,7 @@ fallback use.
 - :class:`BarView` (stdout is a terminal): a row per file — bar, bytes, percentage, speed,
   ETA — under a row per job, redrawn in place (ANSI cursor movement), at most a screenful.
 - :class:`PlainView` (a pipe, a file, CI logs): append-only lines — one whenever a job or a
-  file changes status or a file starts waiting to retry, and one per downloading file every
+  file changes status or starts waiting to retry, and one per downloading file every
   few seconds.
 - :class:`QuietView` (``-q``): nothing.
 """
@@ -104,8 +104,8 @@ class PlainView:
                 self._file_status[key] = _state(f)
                 self._file_time[key] = now
                 lines.append(f"  {f.name}: {file_text(f, label=True)}")
-        if self._job_status.get(snap.job_id) != snap.status:
-            self._job_status[snap.job_id] = snap.status
+        if self._job_status.get(snap.job_id) != _state(snap):
+            self._job_status[snap.job_id] = _state(snap)
             lines.append(job_text(snap))
         return lines
 
@@ -126,8 +126,9 @@ class PlainView:
         self.update()
 
 
-def _state(f: FileProgress) -> str:
-    """A file's status, and which retry it waits for (each retry is worth a line)."""
+def _state(f: FileProgress | JobSnapshot) -> str:
+    """A file's or a job's status, and which retry it waits for (each retry is worth a line:
+    a job's own are those of the Hub requests of its plan, while resolving)."""
     retry = f.progress.retry
     return f.status if retry is None else f"{f.status} retry {retry.attempt}"
 

@@ -29,7 +29,7 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +40,7 @@ from .._config import Settings, env_flag, nbmodels_home
 from .._options import Options
 from .._progress import Status, format_bytes
 from ..errors import CanceledError, NbmodelsError
+from ..net import reporting_retries
 from ..sources import Plan, PlannedFile, SourceContext, plan_hf, plan_url
 from ..transfer import make_client
 from ._fetch import discard, fetch_file
@@ -322,7 +323,9 @@ class Engine:
         assert self._client is not None
         async with self._slots, network(self._client, self.settings, run.job.options) as net:
             run.set_status(Status.RESOLVING)
-            plan = await self._plan(run, net)
+            async with self._ticking(run):
+                with reporting_retries(run.resolving_retry):
+                    plan = await self._plan(run, net)
             unpacked = await unpacked_already(plan, run.job.options)
             todo = run.begin(plan, unpacked)
             if todo:
@@ -348,7 +351,6 @@ class Engine:
     ) -> None:
         """Fetch the files, :data:`FILES_PER_JOB` at a time, publishing progress meanwhile."""
         run.set_status(Status.DOWNLOADING)
-        ticker = asyncio.get_running_loop().create_task(self._tick(run))
         limit = asyncio.Semaphore(FILES_PER_JOB)
 
         async def one(planned: PlannedFile, state: FileRun) -> None:
@@ -356,11 +358,19 @@ class Engine:
                 await fetch_file(run, planned, state, net)
 
         try:
-            async with asyncio.TaskGroup() as group:
+            async with self._ticking(run), asyncio.TaskGroup() as group:
                 for item in todo:
                     group.create_task(one(*item))
         except BaseExceptionGroup as eg:
             raise pick_error(eg, asyncio.CancelledError, NbmodelsError) from None
+
+    @contextlib.asynccontextmanager
+    async def _ticking(self, run: JobRun) -> AsyncIterator[None]:
+        """Publish ``run``'s state every progress interval meanwhile (speed, ETA, the countdown
+        of an awaited retry)."""
+        ticker = asyncio.get_running_loop().create_task(self._tick(run))
+        try:
+            yield
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -181,7 +181,8 @@ class Job:
 
     def __repr__(self) -> str:
         text = format_progress(self.progress, status=self.status)
-        return f"<nbmodels.Job {self.id} {self.ref!r} {self.status} {text}>"
+        tail = f" {text}" if text else ""
+        return f"<nbmodels.Job {self.id} {self.ref!r} {self.status}{tail}>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> MimeBundle:
         """In a notebook, a Job displays as its live widget (the front end, loaded by name); the

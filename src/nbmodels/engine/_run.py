@@ -84,17 +84,11 @@ class FileRun:
         self.retry: tuple[str, int, float] | None = None
 
     def retrying(self, reason: str, attempt: int, delay: float) -> None:
-        self.retry = (reason, attempt, time.monotonic() + delay)
-
-    def _retry_notice(self) -> RetryNotice | None:
-        if self.retry is None:
-            return None
-        reason, attempt, at = self.retry
-        return RetryNotice(reason, attempt, max(0.0, at - time.monotonic()))
+        self.retry = _awaited(reason, attempt, delay)
 
     def progress(self) -> FileProgress:
         p = (
-            self.meter.snapshot(self.downloaded, self.total, self._retry_notice())
+            self.meter.snapshot(self.downloaded, self.total, _notice(self.retry))
             if self.status == Status.DOWNLOADING
             else Progress(self.downloaded, self.total)
         )
@@ -105,6 +99,19 @@ class FileRun:
             path=str(self.path),
             error=self.error,
         )
+
+
+def _awaited(reason: str, attempt: int, delay: float) -> tuple[str, int, float]:
+    """A retry awaited: (reason, failed attempts in a row, monotonic time of the next)."""
+    return (reason, attempt, time.monotonic() + delay)
+
+
+def _notice(retry: tuple[str, int, float] | None) -> RetryNotice | None:
+    """The notice of an awaited retry, as of now (its wait counts down to 0)."""
+    if retry is None:
+        return None
+    reason, attempt, at = retry
+    return RetryNotice(reason, attempt, max(0.0, at - time.monotonic()))
 
 
 class JobRun:
@@ -124,6 +131,7 @@ class JobRun:
         "path",
         "paths",
         "resume_event",
+        "retry",
         "settings",
         "started_at",
         "status",
@@ -159,6 +167,8 @@ class JobRun:
         self.resume_event = asyncio.Event()  # bound to the engine's loop on first use
         self.transferred = 0
         self.downloaded = 0  # sum of the files' bytes, kept up to date per chunk
+        #: A Hub request of the plan waits to try again (see :meth:`resolving_retry`).
+        self.retry: tuple[str, int, float] | None = None
         shown = submission.shown
         first = JobSnapshot(
             job_id, shown, self.status.value, Progress(), created_at=self.created_at
@@ -168,8 +178,15 @@ class JobRun:
 
     # -- status and publishing ------------------------------------------------------------------
 
+    def resolving_retry(self, wait: tuple[str, int, float] | None) -> None:
+        """While resolving: a request of the plan failed and waits ``(reason, attempt, delay)``
+        to try again, or (None) a later attempt succeeded. Shown as a transfer's retries are."""
+        self.retry = None if wait is None else _awaited(*wait)
+        self.publish()
+
     def set_status(self, status: Status, *, record: bool = True) -> None:
         self.status = status
+        self.retry = None
         now = time.time()
         if status in (Status.RESOLVING, Status.DOWNLOADING) and self.started_at is None:
             self.started_at = now
@@ -193,6 +210,8 @@ class JobRun:
         if self.status == Status.DOWNLOADING:
             running = [f.progress for f in files if f.status == Status.DOWNLOADING]
             progress = self.meter.snapshot(self.downloaded, total, group_retry(running))
+        elif self.status == Status.RESOLVING:
+            progress = Progress(self.downloaded, total, retry=_notice(self.retry))
         else:
             progress = Progress(self.downloaded, total)
         err = self.error

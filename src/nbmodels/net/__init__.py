@@ -17,7 +17,13 @@ from ._errors import (
 )
 from ._origin import Credential, Origin, origin_of, split_userinfo
 from ._redirects import open_stream
-from ._retry import backoff_delay, out_of_attempts, retry_delay, with_retries
+from ._retry import (
+    backoff_delay,
+    out_of_attempts,
+    reporting_retries,
+    retry_delay,
+    with_retries,
+)
 
 __all__ = [
     "TRANSLATED",
@@ -34,6 +40,7 @@ __all__ = [
     "origin_of",
     "out_of_attempts",
     "parse_retry_after",
+    "reporting_retries",
     "retry_delay",
     "retryable_status",
     "split_userinfo",

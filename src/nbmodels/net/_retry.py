@@ -4,17 +4,39 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from .._config import Settings
 from ..errors import NetworkError
 from ._errors import TRANSLATED, RetryableError, translate
 
-__all__ = ["backoff_delay", "out_of_attempts", "retry_delay", "with_retries"]
+__all__ = ["backoff_delay", "out_of_attempts", "reporting_retries", "retry_delay", "with_retries"]
 
 T = TypeVar("T")
+
+#: Told ``(reason, failed attempts in a row, seconds until the next one)`` before each wait,
+#: and ``None`` when an attempt after failures succeeded.
+RetryListener = Callable[[tuple[str, int, float] | None], None]
+
+_listener: contextvars.ContextVar[RetryListener | None] = contextvars.ContextVar(
+    "nbmodels_retry_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting_retries(listener: RetryListener) -> Iterator[None]:
+    """Tell ``listener`` of every wait of :func:`with_retries` in this context (the asyncio
+    task, and the tasks it starts), so a job still resolving can show "retrying in 4 s: HTTP
+    503" as its transfers do, instead of waiting in silence."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
 
 
 def backoff_delay(attempt: int, settings: Settings, retry_after: float | None = None) -> float:
@@ -59,7 +81,7 @@ async def with_retries(
     while True:
         attempt += 1
         try:
-            return await attempt_once()
+            result = await attempt_once()
         except RetryableError as exc:
             failure = exc
         except TRANSLATED as exc:
@@ -70,9 +92,21 @@ async def with_retries(
                 raise mapped from exc  # the request cannot succeed as made
             failure = mapped
             failure.__cause__ = exc
+        else:
+            if attempt > 1:
+                _tell(None)
+            return result
         refused = refused + 1 if failure.refused else 0
         if out_of_attempts(attempt, refused, settings):
             raise NetworkError(
                 f"Could not {what} after {attempt} attempts: {failure.reason}.", hint=hint
             ) from failure
-        await asyncio.sleep(retry_delay(failure, refused or attempt, settings))
+        delay = retry_delay(failure, refused or attempt, settings)
+        _tell((failure.reason, attempt, delay))
+        await asyncio.sleep(delay)
+
+
+def _tell(wait: tuple[str, int, float] | None) -> None:
+    listener = _listener.get()
+    if listener is not None:
+        listener(wait)

@@ -54,7 +54,8 @@ def _follow(job: object, label: str) -> Path:
     if sys.stdout.isatty():
         sys.stdout.write("\n")
     snap = job.snapshot()
-    print(f"{label}: {snap.status} · {format_progress(snap.progress, status=snap.status)}")
+    text = format_progress(snap.progress, status=snap.status)
+    print(f"{label}: {snap.status}" + (f" · {text}" if text else ""))
     print(f"    -> {path}")
     return path
 
