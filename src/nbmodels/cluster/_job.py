@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from .._options import Options
 from .._progress import FileProgress, JobSnapshot, Progress, Status, snapshot_from_dict
+from .._redact import redact_text
 from ..engine import Job, JobFeed, JobState
 from ..errors import CanceledError, NbmodelsError
 from ..sources import HubListing
@@ -287,7 +288,9 @@ class ClusterJob:
             error = (
                 exc
                 if isinstance(exc, NbmodelsError)
-                else NbmodelsError(f"The cluster prefetch stopped: {type(exc).__name__}: {exc}")
+                else NbmodelsError(
+                    f"The cluster prefetch stopped: {type(exc).__name__}: {redact_text(str(exc))}"
+                )
             )
         finally:
             try:

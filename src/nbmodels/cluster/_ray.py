@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._options import Options
+from .._redact import redact_text
 from ..errors import NbmodelsError
 from ..sources import HubListing
 from ._agent import NodeAgent
@@ -159,7 +160,7 @@ class RayFleet:
         try:
             row: dict[str, Any] = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = redact_text((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
             return {
                 "status": "failed",
                 "error": f"The node's actor ended ({type(exc).__name__}): {first}",
