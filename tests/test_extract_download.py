@@ -148,6 +148,12 @@ def test_remove_archive_keeps_only_the_folder_and_a_rerun_fetches_nothing(
     again = nbmodels.download(url, dir=out, extract=True, remove_archive=True, sha256=sha)
     assert again.wait(30) == folder and again.status == "already_downloaded"
     assert len(server.log) == requests
+    # Offline too (a restarted kernel with HF_HUB_OFFLINE=1): the folder, not "not on disk".
+    offline = nbmodels.download(
+        url, dir=out, extract=True, remove_archive=True, sha256=sha, offline=True
+    )
+    assert offline.wait(30) == folder and offline.status == "already_downloaded"
+    assert len(server.log) == requests
     # Asked for without remove_archive, the archive is fetched again (and the folder, from the
     # same bytes, is kept as it is).
     kept = nbmodels.download(url, dir=out, extract=True, sha256=sha)

@@ -49,7 +49,7 @@ from ._network import Net, network
 from ._registry import Registry
 from ._run import FileRun, JobRun
 from ._submission import Submission
-from ._unpack import unpack, unpacked_already
+from ._unpack import removed_after_unpacking, unpack, unpacked_already
 
 __all__ = ["Engine", "get_engine", "set_engine", "shutdown"]
 
@@ -343,7 +343,8 @@ class Engine:
             options = dataclasses.replace(options, offline=True)
         ref = run.submission
         if ref.parsed.kind == "url":
-            return await asyncio.to_thread(plan_url, ref.source, options)
+            removed = removed_after_unpacking(options)
+            return await asyncio.to_thread(plan_url, ref.source, options, removed)
         return await plan_hf(ref.parsed, options, SourceContext(net.client, net.settings))
 
     async def _fetch_all(

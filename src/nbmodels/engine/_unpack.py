@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ..errors import ArchiveError
 from ..sources import Plan, PlannedFile
 from ._run import FileRun, JobRun
 
-__all__ = ["extract_dest", "unpack", "unpacked_already"]
+__all__ = ["extract_dest", "removed_after_unpacking", "unpack", "unpacked_already"]
 
 
 def extract_dest(path: Path) -> Path:
@@ -46,6 +47,19 @@ def extract_dest(path: Path) -> Path:
     if len(parts) >= 4 and parts[1] == "snapshots":
         return default_dest(cache.joinpath(parts[0], "extracted", *parts[2:]))
     return default_dest(path)
+
+
+def removed_after_unpacking(options: Options) -> Callable[[Path, str], bool] | None:
+    """For :func:`nbmodels.sources.plan_url`: was the archive at a target (from the download
+    with that key) unpacked and then removed by an earlier download like this one? None when
+    this download keeps its archive (or forces a fresh one)."""
+    if not (options.extract and options.remove_archive) or options.force:
+        return None
+
+    def removed(target: Path, key: str) -> bool:
+        return extracted_from(extract_dest(target), origin=key, sha256=options.sha256)
+
+    return removed
 
 
 async def unpacked_already(plan: Plan, options: Options) -> set[Path]:

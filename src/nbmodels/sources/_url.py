@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -115,8 +116,14 @@ def url_key(url: str) -> str:
     return "url:" + redact_url(url)
 
 
-def plan_url(url: str, options: Options) -> Plan:
-    """Plan a plain URL download. Runs on a worker thread (may hash a present file)."""
+def plan_url(
+    url: str, options: Options, unpacked: Callable[[Path, str], bool] | None = None
+) -> Plan:
+    """Plan a plain URL download. Runs on a worker thread (may hash a present file).
+
+    ``unpacked(target, key)`` says whether the file was unpacked and then removed by an earlier
+    download (``extract`` and ``remove_archive``): offline, that is no reason to fail, and the
+    engine finds its folder instead of fetching."""
     name = url_filename(url)
     base = options.dir if options.dir is not None else default_dir(url)
     base.mkdir(parents=True, exist_ok=True)
@@ -129,7 +136,7 @@ def plan_url(url: str, options: Options) -> Plan:
         with contextlib.suppress(OSError):
             size = target.stat().st_size
         return Plan(files=[PlannedFile(name, target, size=size)], primary=target)
-    if options.offline:
+    if options.offline and not (unpacked is not None and unpacked(target, key)):
         raise OfflineError(
             f"Offline, and {name} from {redact_url(url)} is not on disk at {target}.",
             hint=(
