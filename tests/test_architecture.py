@@ -46,7 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "sources": {*BASE, "net", "transfer", "hub"},
     "archives": {*BASE},
     "cards": {*BASE, "net", "hub"},
-    "cache": {*BASE, "net", "hub"},
+    "cache": {*BASE, "net", "hub", "archives"},
     "engine": {*BASE, "net", "transfer", "hub", "sources", "archives"},
     "remote": {*BASE, "engine"},
     "api": {*BASE, "engine", "cards", "remote"},

@@ -165,6 +165,7 @@ FILE_SCHEMA = {
     "last_used": OPT_STR,
     "path": str,
     "blob": OPT_STR,
+    "unpacked": (dict, type(None)),  # the folder an archive was unpacked into, and its bytes
 }
 
 

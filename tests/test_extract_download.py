@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import io
 import os
 import subprocess
@@ -297,6 +298,49 @@ def test_a_hub_archive_in_a_local_dir_can_be_removed_after_unpacking(
     assert again.wait(30) == folder and again.status == "already_downloaded"
     after = [r for r in hub.requests if "/resolve/" in r.path or "/files/" in r.path]
     assert [r for r in after if r.method == "GET"] == [r for r in before if r.method == "GET"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nbmodels", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+
+
+def test_ls_shows_a_hub_archives_folder_and_rm_removes_it_with_the_archive(
+    engine: _engine.Engine, hub: HubEmulator
+) -> None:
+    """The folder a Hub archive was unpacked into (``extracted/<commit>/...``) is on disk
+    because of that file: ``nbmodels ls`` shows it (and counts its bytes), ``rm`` of the file,
+    or of the repository, removes it with the archive and says so."""
+    weights = nbmodels.download("org/packed weights.tar.gz", extract=True).wait(30)
+    small = nbmodels.download("org/packed small.zip", extract=True).wait(30)
+    unpacked = sum(len(b) for b in FILES.values())
+    listing = json.loads(_cli("ls", "--json").stdout)
+    by_file = {f["file"]: f for f in listing["files"]}
+    assert by_file["weights.tar.gz"]["unpacked"] == {"path": str(weights), "size_bytes": unpacked}
+    assert by_file["small.zip"]["unpacked"] == {"path": str(small), "size_bytes": 1}
+    archives = sum(f["size_bytes"] for f in listing["files"])
+    assert listing["total_size_bytes"] == archives + unpacked + 1
+    rows = _cli("ls").stdout
+    assert "weights.tar.gz -> weights/" in rows and "small.zip -> small/" in rows
+
+    dry = json.loads(_cli("rm", "org/packed/weights.tar.gz", "--dry-run", "--json").stdout)
+    assert dry["unpacked_removed"] == [str(weights)] and weights.is_dir()
+    size = by_file["weights.tar.gz"]["size_bytes"]
+    assert dry["freed_bytes"] == size + unpacked
+    done = _cli("rm", "org/packed/weights.tar.gz")
+    assert done.returncode == 0, done.stderr
+    assert "weights.tar.gz  (and the folder it was unpacked into)" in done.stdout
+    assert not weights.exists() and small.is_dir()
+    cache = Path(os.environ["HF_HOME"]) / "hub"
+    from huggingface_hub import scan_cache_dir
+
+    assert scan_cache_dir(cache).warnings == []  # huggingface_hub reads the cache as consistent
+
+    assert _cli("rm", "org/packed").returncode == 0
+    assert not (cache / "models--org--packed").exists()  # nothing of the repo is left
 
 
 # -- the command line and the magic --------------------------------------------------------------

@@ -59,9 +59,11 @@ from ._folder import (
     ARCHIVE_SUFFIXES,
     default_dest,
     extract_archive,
+    extract_dest,
     extracted_from,
     is_archive_name,
     read_marker,
+    unpacked_bytes,
 )
 from ._names import MARKER, ExtractLimits
 
@@ -72,8 +74,10 @@ __all__ = [
     "archive_format",
     "default_dest",
     "extract_archive",
+    "extract_dest",
     "extracted_from",
     "is_archive_name",
     "not_an_archive",
     "read_marker",
+    "unpacked_bytes",
 ]

@@ -79,6 +79,21 @@ def default_dest(archive: Path) -> Path:
     return archive.with_name(stem if stem and stem != name else f"{name}.d")
 
 
+def extract_dest(path: Path, cache: Path) -> Path:
+    """The folder the archive at ``path`` (as a download plan names it) unpacks into:
+    :func:`default_dest`, except for a file of the Hugging Face cache at ``cache``, whose folder
+    goes to ``<repo folder>/extracted/<commit>/<path in the snapshot, less its suffix>``: never
+    inside a snapshot, which huggingface_hub and ``nbmodels ls`` read as the repo's own files."""
+    try:
+        rel = path.relative_to(cache)
+    except ValueError:
+        return default_dest(path)
+    parts = rel.parts
+    if len(parts) >= 4 and parts[1] == "snapshots":
+        return default_dest(cache.joinpath(parts[0], "extracted", *parts[2:]))
+    return default_dest(path)
+
+
 # -- the marker ---------------------------------------------------------------------------------
 
 
@@ -100,6 +115,16 @@ class _Origin:
         if self.sha256 and marker.get("sha256"):
             return bool(marker["sha256"] == self.sha256)
         return marker.get("mtime_ns") == self.mtime_ns and marker.get("archive") == self.name
+
+
+def unpacked_bytes(folder: Path) -> int | None:
+    """The bytes nbmodels unpacked into ``folder`` (as its marker records them); None when it
+    is not a folder nbmodels unpacked."""
+    marker = read_marker(folder)
+    if marker is None:
+        return None
+    value = marker.get("bytes")
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:

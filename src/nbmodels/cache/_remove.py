@@ -4,7 +4,9 @@
 is unlinked, a folder link too), then the blobs no remaining entry uses (a blob shared with
 another revision stays), then snapshot folders left empty with what belongs to their commits
 (the refs that pointed at them, ``.no_exist/<commit>`` and huggingface_hub 2.x's tree listing
-``trees/<commit>.json``), and the repository folder once nothing of it is left, so
+``trees/<commit>.json``), the folders archives among the removed files were unpacked into
+(``extracted/<commit>/...``, by ``extract=True``), and the repository folder once nothing of it
+is left, so
 ``scan_cache_dir()`` / ``hf cache ls`` find a consistent cache. A blob whose huggingface_hub
 lock is held (a download in progress) is left in place.
 """
@@ -37,6 +39,8 @@ class Removal:
     refs_removed: tuple[str, ...]
     freed_bytes: int
     dry_run: bool
+    #: Folders archives among the files were unpacked into (``extract=True``), removed too.
+    unpacked_removed: tuple[Path, ...] = ()
 
 
 def _prune_empty(start: Path, stop: Path) -> None:
@@ -89,6 +93,9 @@ def _apply(
     for t in targets:
         t.path.unlink(missing_ok=True)
         _prune_empty(t.path.parent, repo.root / "snapshots" / t.commit)
+        if t.unpacked is not None:
+            _remove_dir(t.unpacked)
+            _prune_empty(t.unpacked.parent, repo.root)
     busy = [blob for blob in doomed if not _unlink_blob(repo, blob, base)]
     for commit in snapshots:
         _remove_dir(repo.root / "snapshots" / commit)
@@ -127,7 +134,7 @@ def _remove_repo_folder(repo: CachedRepo, base: Path) -> None:
     locks = base / ".locks" / repo.root.name
     held = _hold_all(locks)
     if held is None:
-        for sub in ("snapshots", "refs", "blobs", ".no_exist", "trees"):
+        for sub in ("snapshots", "refs", "blobs", ".no_exist", "trees", "extracted"):
             with contextlib.suppress(OSError):
                 (repo.root / sub).rmdir()
         with contextlib.suppress(OSError):
@@ -175,6 +182,7 @@ def remove(
     sizes = {f.blob: f.size or 0 for f in targets if f.blob is not None}
     freed = sum(sizes[b] for b in doomed if b not in busy)
     freed += sum(t.size or 0 for t in targets if t.blob is None and not t.outside)
+    freed += sum(t.unpacked_size or 0 for t in targets)
     return Removal(
         repo=repo.repo,
         files=tuple(targets),
@@ -185,4 +193,5 @@ def remove(
         refs_removed=tuple(refs),
         freed_bytes=freed,
         dry_run=dry_run,
+        unpacked_removed=tuple(t.unpacked for t in targets if t.unpacked is not None),
     )

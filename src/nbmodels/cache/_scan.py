@@ -17,6 +17,7 @@ Removal is :mod:`nbmodels.cache._remove`; verification :mod:`nbmodels.cache._ver
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from typing import Protocol
 from .._config import hf_cache_dir
 from .._options import Options
 from .._progress import Status
+from ..archives import extract_dest, unpacked_bytes
 from ..errors import NotFoundError, RefError
 from ..hub import LocalDirRepo, folder_repo, repo_folder, select_quant
 from ..refs import REPO_URL_PREFIX, ModelRef, parse_ref, split_siblings
@@ -58,7 +60,9 @@ class CachedFile:
 
     ``blob`` is the blob it links to inside the repo's ``blobs`` folder (None for a copy, a
     dangling link, or a link out of the cache: ``outside``). ``size`` and ``last_used``
-    (the later of access and modification time) are the blob's, or the copy's.
+    (the later of access and modification time) are the blob's, or the copy's. ``unpacked``
+    is the folder an archive was unpacked into by ``extract=True`` (``<repo folder>/extracted/
+    <commit>/...``), holding ``unpacked_size`` bytes; None for a file never unpacked.
     """
 
     repo_type: str
@@ -71,6 +75,8 @@ class CachedFile:
     refs: tuple[str, ...]
     last_used: float | None
     outside: bool = False
+    unpacked: Path | None = None
+    unpacked_size: int | None = None
 
     @property
     def repo(self) -> str:
@@ -150,6 +156,15 @@ def _entry(
     return CachedFile(repo_type, repo_id, commit, file, path, blob, size, refs, last, outside)
 
 
+def _with_unpacked(entry: CachedFile, cache: Path) -> CachedFile:
+    """``entry``, with the folder nbmodels unpacked it into, if there is one."""
+    folder = extract_dest(entry.path, cache)
+    size = unpacked_bytes(folder)
+    if size is None:
+        return entry
+    return dataclasses.replace(entry, unpacked=folder, unpacked_size=size)
+
+
 def scan_repo(root: Path) -> CachedRepo | None:
     """One ``models--org--name`` folder; None when the name is not a cache repo folder."""
     parsed = folder_repo(root.name)
@@ -174,7 +189,8 @@ def scan_repo(root: Path) -> CachedRepo | None:
                 for name in sorted(names):
                     path = Path(dirpath) / name
                     rel = path.relative_to(snap).as_posix()
-                    files.append(_entry(repo_type, repo_id, snap.name, rel, path, blobs, refs_here))
+                    entry = _entry(repo_type, repo_id, snap.name, rel, path, blobs, refs_here)
+                    files.append(_with_unpacked(entry, root.parent))
     files.sort(key=lambda f: (f.commit, f.file))
     return CachedRepo(repo_type, repo_id, root, refs, tuple(commits), tuple(files))
 

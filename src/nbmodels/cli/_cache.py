@@ -56,11 +56,15 @@ def _file_json(
         "last_used": iso(f.last_used),
         "path": str(f.path),
         "blob": blob,
+        "unpacked": None,
     }
 
 
 def cached_json(f: CachedFile) -> dict[str, Any]:
-    return _file_json(f, "cache", f.refs, f.blob_name)
+    unpacked = None
+    if f.unpacked is not None:
+        unpacked = {"path": str(f.unpacked), "size_bytes": f.unpacked_size}
+    return {**_file_json(f, "cache", f.refs, f.blob_name), "unpacked": unpacked}
 
 
 def local_json(e: LocalEntry) -> dict[str, Any]:
@@ -94,7 +98,7 @@ def run_ls(ns: argparse.Namespace, io: Io) -> int:
     local = [e for e in local_entries(nbmodels.history(), cache_dir) if keep(e.repo, e.file)]
     blobs = {f.blob: f.size or 0 for f in cached if f.blob is not None}
     total = sum(blobs.values()) + sum(f.size or 0 for f in cached if f.blob is None)
-    total += sum(e.size for e in local)
+    total += sum(f.unpacked_size or 0 for f in cached) + sum(e.size for e in local)
     if ns.json:
         files = [cached_json(f) for f in cached] + [local_json(e) for e in local]
         io.json({"cache_dir": str(cache_dir), "total_size_bytes": total, "files": files})
@@ -114,17 +118,18 @@ def run_ls(ns: argparse.Namespace, io: Io) -> int:
 
 
 def _cached_rows(cached: Iterable[CachedFile]) -> list[list[str]]:
-    return [
-        [
-            f.repo,
-            f.file,
-            _quant(f.file) or "-",
-            "?" if f.size is None else format_bytes(f.size),
-            _revision(f.refs, f.commit),
-            ago(f.last_used),
-        ]
-        for f in cached
-    ]
+    """A row per file; an archive unpacked by ``extract=True`` gets a second row, its folder
+    (``model.zip -> model/``) with the bytes unpacked."""
+    rows: list[list[str]] = []
+    for f in cached:
+        revision = _revision(f.refs, f.commit)
+        size = "?" if f.size is None else format_bytes(f.size)
+        rows.append([f.repo, f.file, _quant(f.file) or "-", size, revision, ago(f.last_used)])
+        if f.unpacked is not None:
+            unpacked = f"{f.file} -> {f.unpacked.name}/"
+            shown = format_bytes(f.unpacked_size or 0)
+            rows.append([f.repo, unpacked, "-", shown, revision, ago(f.last_used)])
+    return rows
 
 
 def _local_rows(local: Iterable[LocalEntry]) -> list[list[str]]:
@@ -178,12 +183,14 @@ def run_rm(ns: argparse.Namespace, io: Io) -> int:
                 "blobs_busy": list(done.blobs_busy),
                 "snapshots_removed": list(done.snapshots_removed),
                 "refs_removed": list(done.refs_removed),
+                "unpacked_removed": [str(p) for p in done.unpacked_removed],
             }
         )
         return 0
     verb = "Would remove" if done.dry_run else "Removed"
     for f in done.files:
-        io.line(f"  {f.commit[:8]}  {f.file}")
+        unpacked = "" if f.unpacked is None else "  (and the folder it was unpacked into)"
+        io.line(f"  {f.commit[:8]}  {f.file}{unpacked}")
     n = len(done.files)
     io.line(
         f"{verb} {n} file{'s' if n != 1 else ''} of {done.repo}, "

@@ -2,7 +2,7 @@
 verified, the archives among them are unpacked on a worker thread (never on the loop), the job
 shows ``extracting`` meanwhile, and its ``path`` becomes the folder.
 
-Where a folder goes: beside its archive (:func:`nbmodels.archives.default_dest`), except for a
+Where a folder goes (:func:`nbmodels.archives.extract_dest`): beside its archive, except for a
 file of the Hugging Face cache, whose folder goes to ``<repo folder>/extracted/<commit>/...``:
 never inside a snapshot, which huggingface_hub and ``nbmodels ls`` read as the repo's own files.
 
@@ -24,11 +24,11 @@ from .._options import Options
 from .._progress import Status
 from ..archives import (
     archive_format,
-    default_dest,
     extract_archive,
     extracted_from,
     not_an_archive,
 )
+from ..archives import extract_dest as archive_dest
 from ..errors import ArchiveError
 from ..sources import Plan, PlannedFile
 from ._run import FileRun, JobRun
@@ -38,15 +38,7 @@ __all__ = ["extract_dest", "removed_after_unpacking", "unpack", "unpacked_alread
 
 def extract_dest(path: Path) -> Path:
     """The folder the archive at ``path`` (as a plan names it) unpacks into."""
-    cache = hf_cache_dir()
-    try:
-        rel = path.relative_to(cache)
-    except ValueError:
-        return default_dest(path)
-    parts = rel.parts
-    if len(parts) >= 4 and parts[1] == "snapshots":
-        return default_dest(cache.joinpath(parts[0], "extracted", *parts[2:]))
-    return default_dest(path)
+    return archive_dest(path, hf_cache_dir())
 
 
 def removed_after_unpacking(options: Options) -> Callable[[Path, str], bool] | None:
