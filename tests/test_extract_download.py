@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import io
+import json
 import os
 import subprocess
 import sys

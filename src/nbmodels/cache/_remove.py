@@ -6,8 +6,8 @@ another revision stays), then snapshot folders left empty with what belongs to t
 (the refs that pointed at them, ``.no_exist/<commit>`` and huggingface_hub 2.x's tree listing
 ``trees/<commit>.json``), the folders archives among the removed files were unpacked into
 (``extracted/<commit>/...``, by ``extract=True``), and the repository folder once nothing of it
-is left, so ``scan_cache_dir()`` / ``hf cache ls`` find a consistent cache. A blob whose huggingface_hub
-lock is held (a download in progress) is left in place.
+is left, so ``scan_cache_dir()`` / ``hf cache ls`` find a consistent cache. A blob whose
+huggingface_hub lock is held (a download in progress) is left in place.
 """
 
 from __future__ import annotations
