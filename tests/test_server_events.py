@@ -78,6 +78,25 @@ def test_one_event_per_job_per_scan_and_the_newest_replaces_the_pending_one() ->
     assert stream.take() == ["downloading:60"]  # one pending event per job: the newest
 
 
+def test_a_snapshot_that_changes_nothing_a_channel_shows_sends_no_event() -> None:
+    """ARW's payload has no speed: a new snapshot whose only change is the speed (or the ETA)
+    would repeat the last event word for word; it is not sent again."""
+    jobs = [FakeJob("a")]
+    b = _broadcaster(jobs)
+    stream = _attached(b)
+    assert stream.take() == ["queued:0"]
+    jobs[0].set("downloading", 10)
+    b._scan()
+    assert stream.take() == ["downloading:10"]
+    jobs[0].set("downloading", 10)  # a new snapshot (the speed moved), the same event
+    b._scan()
+    assert stream.take() == []
+    jobs[0].set("completed", 100)
+    b._scan()
+    assert stream.take() == ["completed:100"]
+    assert b._sent == {}  # nothing kept for a job that ended
+
+
 def test_every_terminal_status_is_delivered_and_then_the_job_is_forgotten() -> None:
     jobs = [FakeJob("a")]
     b = _broadcaster(jobs)

@@ -94,6 +94,9 @@ class Broadcaster:
         self._jobs = jobs or (lambda: get_engine().jobs())
         self._streams: set[Stream] = set()
         self._seen: dict[str, JobSnapshot] = {}
+        #: The last event of each job, channel and key sent to the attached clients: a new
+        #: snapshot that changes nothing a channel shows (only the speed, say) sends nothing.
+        self._sent: dict[str, dict[tuple[str, str], str]] = {}
         self._ended: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -147,16 +150,21 @@ class Broadcaster:
             if prev is snap:
                 continue
             self._seen[job.id] = snap
+            self._dispatch(job, prev, snap)
             if snap.done:
                 self._ended.add(job.id)
                 del self._seen[job.id]
-            self._dispatch(job, prev, snap)
+                self._sent.pop(job.id, None)
 
     def _dispatch(self, job: Job, prev: JobSnapshot | None, snap: JobSnapshot) -> None:
+        sent = self._sent.setdefault(job.id, {})
         for channel, formatter in self.formatters.items():
             streams = [s for s in self._streams if s.channel == channel]
             if not streams:
                 continue
             for key, text in formatter(job, prev, snap):
+                if sent.get((channel, key)) == text:
+                    continue  # the clients have it already
+                sent[(channel, key)] = text
                 for stream in streams:
                     stream.offer(key, text)
