@@ -40,7 +40,7 @@ SIZE = 2_000_000
 RATE = 400_000
 SLOW = 100_000
 FILES = ("two.bin", "restart.bin", "interrupt.bin", "plain.bin", "local.bin", "api.bin",
-         "cut.bin", "cancel.bin")  # fmt: skip
+         "cut.bin", "cancel.bin", "own-cache.bin")  # fmt: skip
 
 #: A cell that downloads ``{ref}`` and prints which engine, which job and which path.
 DOWNLOAD = """\
@@ -235,6 +235,23 @@ def test_nbmodels_engine_local_keeps_the_download_in_the_kernel(jp: Jupyter) -> 
     assert jp.job(out.value("JOB"))["read_only"] is True
 
 
+def test_a_kernel_with_its_own_hugging_face_cache_downloads_into_it(
+    jp: Jupyter, tmp_path: Path
+) -> None:
+    """A kernel that sets its own ``HF_HUB_CACHE`` gets its files there, where its own
+    huggingface_hub looks: the server's engine would put them in the server's cache, so that
+    download runs in the kernel (the server said where its cache is when it was found)."""
+    own = tmp_path / "own-hf" / "hub"
+    with kernels(jp.kernel, 1) as (kernel,):
+        setup = f"import os; os.environ['HF_HUB_CACHE'] = {str(own)!r}"
+        assert kernel.run(setup).error is None
+        out = kernel.run(DOWNLOAD.format(ref=_ref("own-cache.bin")))
+    assert out.error is None, out
+    assert out.value("ENGINE") == "RemoteEngine"  # the kernel still follows its server...
+    assert Path(out.value("PATH")).is_relative_to(own)  # ...but this file is in its own cache
+    assert jp.job(out.value("JOB"))["read_only"] is True  # the kernel's job, not the server's
+
+
 # -- discovery, in this process -------------------------------------------------------------------
 
 
@@ -254,6 +271,8 @@ def test_discovery_finds_the_launching_server_and_keeps_its_token_out_of_sight(
     assert found.server.url == launched_by.process.base + "/"
     assert found.server.pid == launched_by.pid
     assert found.server.token == TOKEN and TOKEN not in repr(found.server)
+    cache = launched_by.process.hf_home / "hub"  # the server's, as its index says
+    assert found.server.hf_cache is not None and found.server.shares_cache(cache)
 
 
 def test_discovery_says_why_when_the_file_is_missing_or_the_token_is_wrong(

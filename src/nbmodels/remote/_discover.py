@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx2
@@ -53,6 +53,14 @@ class ServerInfo:
     pid: int
     info_file: Path
     token: str = field(default="", repr=False)
+    #: The server engine's Hugging Face cache (from its index; None: not said).
+    hf_cache: str | None = None
+
+    def shares_cache(self, cache: Path) -> bool:
+        """Does the server's engine put Hub files in ``cache`` (this process's cache)?"""
+        if self.hf_cache is None:
+            return True  # an older service: assume the environment the kernel inherited
+        return os.path.realpath(self.hf_cache) == os.path.realpath(cache)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -149,11 +157,11 @@ def find_server(timeout: float = PROBE_TIMEOUT) -> Discovery:
                 if info:
                     return Discovery(None, info)
                 continue
-            problem = probe(info, timeout)
-            if problem is None:
+            answer = probe(info, timeout)
+            if isinstance(answer, ServerInfo):
                 log.debug("nbmodels: using the download service of %s", info.url)
-                return Discovery(info)
-            return Discovery(None, problem)
+                return Discovery(answer)
+            return Discovery(None, answer)
     where = ", ".join(str(d) for d in dirs)
     return Discovery(
         None, f"no Jupyter server launched this process (no jpserver-<pid>.json in {where})"
@@ -199,8 +207,9 @@ def _connect_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def probe(server: ServerInfo, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """One ``GET`` of the service's index: None when it answers as nbmodels, else why not."""
+def probe(server: ServerInfo, timeout: float = PROBE_TIMEOUT) -> ServerInfo | str:
+    """One ``GET`` of the service's index: ``server`` with what the index says of it when it
+    answers as nbmodels, else why not (one sentence)."""
     try:
         with httpx2.Client(timeout=timeout, trust_env=False) as client:
             answer = client.get(server.url, headers=server.headers)
@@ -214,7 +223,10 @@ def probe(server: ServerInfo, timeout: float = PROBE_TIMEOUT) -> str | None:
     if answer.status_code in (401, 403):
         return f"the Jupyter server at {server.url} refused its own token"
     try:
-        ok = answer.status_code == 200 and answer.json().get("name") == "nbmodels"
-    except (ValueError, AttributeError):
-        ok = False
-    return None if ok else f"{server.url} answered HTTP {answer.status_code}, not nbmodels"
+        index = answer.json() if answer.status_code == 200 else None
+    except ValueError:
+        index = None
+    if not isinstance(index, dict) or index.get("name") != "nbmodels":
+        return f"{server.url} answered HTTP {answer.status_code}, not nbmodels"
+    cache = index.get("hf_cache")
+    return replace(server, hf_cache=cache if isinstance(cache, str) else None)

@@ -12,7 +12,9 @@ the server's environment, ``NBMODELS_ENGINE`` included.
 
 A download given a ``token`` runs in this process: the service never takes a token over HTTP
 (it uses the server's own Hugging Face login). So does an offline one (``offline=True`` or
-``HF_HUB_OFFLINE``): offline means no request at all, not even to the server.
+``HF_HUB_OFFLINE``): offline means no request at all, not even to the server. And so does a
+download into the Hugging Face cache when this process's cache is not the server's (the kernel
+set its own ``HF_HOME`` or ``HF_HUB_CACHE``): the file must land where this process looks.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import sys
 import threading
 
-from .._config import env_flag
+from .._config import env_flag, hf_cache_dir
 from .._options import Options
 from ..engine import Job, JobEngine, get_engine
 from ..errors import NbmodelsError
@@ -89,11 +91,19 @@ def current_engine() -> JobEngine:
 def engine_for(options: Options) -> JobEngine:
     """The engine of one download: this process's own when it carries a token (a token never
     travels to the service) or is offline (offline means no request at all, not even one to
-    the server on this machine; and there is nothing to share: the files are on disk)."""
+    the server on this machine; and there is nothing to share: the files are on disk), or when
+    it goes to this process's Hugging Face cache and the server's engine uses another one."""
     if options.token is not None or options.offline or env_flag("HF_HUB_OFFLINE"):
         engine_mode()  # a wrong value is still an error
         return get_engine()
-    return current_engine()
+    engine = current_engine()
+    if (
+        isinstance(engine, RemoteEngine)
+        and options.dir is None
+        and not engine.server.shares_cache(hf_cache_dir())
+    ):
+        return get_engine()
+    return engine
 
 
 def all_jobs() -> list[Job]:

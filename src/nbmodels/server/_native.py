@@ -17,6 +17,7 @@ import tornado.web
 
 import nbmodels
 
+from .._config import hf_cache_dir
 from .._options import OPTION_NAMES
 from .._progress import JobSnapshot
 from ..engine import Job, job_payload
@@ -91,6 +92,9 @@ class Index(ServiceHandler):
             {
                 "name": "nbmodels",
                 "version": nbmodels.__version__,
+                # Where this engine puts Hub files: a kernel whose own cache differs downloads
+                # in the kernel, so its files land where its huggingface_hub looks.
+                "hf_cache": str(hf_cache_dir()),
                 "apis": {
                     "native": url("api/jobs"),
                     "native_events": url("api/events"),
