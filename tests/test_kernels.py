@@ -344,6 +344,7 @@ def test_remote_jobs_read_wait_and_raise_like_local_ones(
     assert engine.job(ok.id) is ok and engine.job("0" * 12) is None and engine.job("../x") is None
     history = engine.history()
     assert ok in history and missing in history
+    assert len(history) > 1 and engine.history(1) == [ok]  # the server sends the newest only
 
 
 def test_controls_post_to_the_server_and_the_stream_brings_the_outcome(

@@ -106,6 +106,15 @@ def test_jobs_say_why_a_job_failed_in_one_short_column(thirteen: list[nbmodels.J
     assert all(errors[j.id] == "-" for j in thirteen if j.status == "completed")
 
 
+def test_history_limit_reads_only_the_newest_jobs(thirteen: list[nbmodels.Job]) -> None:
+    """What the panel asks for every two seconds: the newest few, not every job ever run."""
+    assert [j.id for j in nbmodels.history(4)] == [j.id for j in thirteen[:4]]
+    assert [j.id for j in nbmodels.history(100)] == [j.id for j in thirteen]
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="limit must be a whole number of jobs"):
+            nbmodels.history(bad)  # type: ignore[arg-type]
+
+
 def test_jobs_json_keeps_every_job_and_the_whole_message(thirteen: list[nbmodels.Job]) -> None:
     done = cli("jobs", "--json")
     data = json.loads(done.stdout)

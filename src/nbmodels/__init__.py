@@ -111,10 +111,13 @@ def jobs() -> list[Job]:
     return all_jobs()
 
 
-def history() -> list[Job]:
-    """Jobs of this and earlier sessions, newest first. Jobs of earlier sessions are read-only;
-    ones whose process died mid-way show as ``interrupted`` (submit the reference to resume)."""
-    return current_engine().history()
+def history(limit: int | None = None) -> list[Job]:
+    """Jobs of this and earlier sessions, newest first (the newest ``limit`` of them, if given).
+    Jobs of earlier sessions are read-only; ones whose process died mid-way show as
+    ``interrupted`` (submit the reference to resume)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a whole number of jobs, 1 or more; got {limit!r}")
+    return current_engine().history(limit)
 
 
 def inspect(

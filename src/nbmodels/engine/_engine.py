@@ -228,17 +228,19 @@ class Engine:
         rec = self.registry.get(job_id)
         return None if rec is None else recorded_job(rec, self)
 
-    def history(self) -> list[Job]:
+    def history(self, limit: int | None = None) -> list[Job]:
+        """Every job of the registry (the newest ``limit``), this process's live ones as such."""
         live = {job.id: job for job in self.jobs()}
         out: list[Job] = []
-        for rec in self.registry.rows():
+        for rec in self.registry.rows(limit):
             job = live.pop(rec.id, None)
             if job is None:
                 job = recorded_job(rec, self)
             out.append(job)
-        if live:  # not in the registry (it could not be written): this process still knows them
+        if live:  # not in the registry (it could not be written), or older than the newest
+            # ``limit`` rows (then sorting puts them after those, and the slice drops them)
             out = sorted([*out, *live.values()], key=_created_at, reverse=True)
-        return out
+        return out if limit is None else out[:limit]
 
     def record(self, job: Job, *, created: bool = False) -> None:
         """Write the job's current state to the registry (never a secret)."""

@@ -377,7 +377,7 @@ class PanelWidget(_StateWidget):
 
     def _reload(self) -> bool:
         """Read the history again and follow its running jobs. True if anything changed."""
-        jobs = nbmodels.history()[: self.limit]
+        jobs = nbmodels.history(self.limit)
         with self._push_lock:
             self._jobs = jobs
             running = {j.id: j for j in jobs if not j.read_only and not j.done}

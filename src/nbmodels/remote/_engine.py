@@ -127,9 +127,11 @@ class RemoteEngine:
         with self._lock:
             return [self._known[i] for i in reversed(self._mine)]
 
-    def history(self) -> list[Job]:
-        """The server's history: every kernel's jobs, and earlier server processes'."""
-        data = self._expect(self._request("GET", "api/jobs"))
+    def history(self, limit: int | None = None) -> list[Job]:
+        """The server's history (the newest ``limit``): every kernel's jobs, and earlier server
+        processes'."""
+        path = "api/jobs" if limit is None else f"api/jobs?limit={int(limit)}"
+        data = self._expect(self._request("GET", path))
         rows = data.get("jobs") if isinstance(data, Mapping) else None
         jobs = [self._apply(row) for row in rows or () if isinstance(row, Mapping)]
         self._follow()
