@@ -130,7 +130,8 @@ class RemoteEngine:
     def history(self, limit: int | None = None) -> list[Job]:
         """The server's history (the newest ``limit``): every kernel's jobs, and earlier server
         processes'."""
-        path = "api/jobs" if limit is None else f"api/jobs?limit={int(limit)}"
+        # The service lists at most 100,000 jobs per request (its own bound on ``limit``).
+        path = "api/jobs" if limit is None else f"api/jobs?limit={min(int(limit), 100_000)}"
         data = self._expect(self._request("GET", path))
         rows = data.get("jobs") if isinstance(data, Mapping) else None
         jobs = [self._apply(row) for row in rows or () if isinstance(row, Mapping)]
