@@ -35,6 +35,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out"
+sys.path.insert(0, str(ROOT.parent))
+
+from tests.ray_cluster import local_cluster  # noqa: E402
+
 REF = "hf:bench/Cluster-GGUF/model.gguf"
 
 
@@ -45,32 +49,6 @@ def parse_size(text: str) -> int:
     unit = (match.group(2) or "B").upper().rstrip("B")
     scale = {"": 1, "K": 1000, "M": 10**6, "G": 10**9, "KI": 1 << 10, "MI": 1 << 20, "GI": 1 << 30}
     return int(float(match.group(1)) * scale[unit])
-
-
-def start_cluster(nodes: int, root: Path) -> tuple[Any, Any, dict[str, Path]]:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(shutdown_at_exit=True)
-    caches: dict[str, Path] = {}
-    for i in range(nodes):
-        home = root / f"node{i}"
-        env = {
-            "HF_HOME": str(home / "hf"),
-            "HF_HUB_CACHE": str(home / "hf" / "hub"),
-            "NBMODELS_HOME": str(home / "nbhome"),
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-        }
-        args: dict[str, Any] = {"num_cpus": 1, "env_vars": env}
-        if i == 0:
-            args["temp_dir"] = str(root / "ray")
-        node = cluster.add_node(**args)
-        caches[node.node_id] = home / "hf" / "hub"
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
-    return ray, cluster, caches
 
 
 def pull_on_node(endpoint: str, ref: str, connections: int | None) -> str:
@@ -137,10 +115,10 @@ def main() -> int:
         hub.add_repo("bench/Cluster-GGUF", {"model.gguf": GeneratedFile(args.size, seed=7)})
         hub.precompute_digests()
         hub.set_throttle(args.rate)
-        ray, cluster, caches = start_cluster(args.nodes, root)
-        ctx = {"hub": hub, "ray": ray, "caches": caches, "connections": args.connections,
-               "size": args.size}
-        try:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
+        with local_cluster(args.nodes, root) as (ray, caches):
+            ctx = {"hub": hub, "ray": ray, "caches": caches, "connections": args.connections,
+                   "size": args.size}
             for run in range(args.runs):
                 for kind in ("prefetch", "each node"):
                     result = one_run(kind, ctx)
@@ -148,10 +126,6 @@ def main() -> int:
                     print(f"{kind:>10}: {result['seconds']:6.1f} s, Hub sent "
                           f"{result['hub_bytes'] / args.size:.2f}x the file, peers copied "
                           f"{result['peer_bytes'] / args.size:.2f}x", flush=True)
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
-            shutil.rmtree(root, ignore_errors=True)
     summary = report(results, args)
     OUT.mkdir(exist_ok=True)
     (OUT / "cluster.json").write_text(json.dumps(summary, indent=2) + "\n")

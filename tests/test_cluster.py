@@ -22,6 +22,7 @@ import nbmodels
 from nbmodels.cluster import ClusterJob, prefetch
 from nbmodels.errors import CanceledError, NotFoundError, RepoNotFoundError
 from nbmodels.testing import GeneratedFile, HubEmulator
+from tests.ray_cluster import local_cluster
 
 # Every node on 127.0.0.1 (Ray's switch for a cluster that never leaves the machine), read by
 # Ray when it is imported: so before that.
@@ -47,39 +48,10 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    import ray
-    from ray.cluster_utils import Cluster
-
     root = Path(tempfile.mkdtemp(prefix="nbr-"))  # short: Ray's socket paths live under it
-    caches: dict[str, Path] = {}
-    made = Cluster(shutdown_at_exit=True)
-    try:
-        for i in range(NODES):
-            home = root / f"node{i}"
-            env = {
-                "HF_HOME": str(home / "hf"),
-                "HF_HUB_CACHE": str(home / "hf" / "hub"),
-                "NBMODELS_HOME": str(home / "nbhome"),
-                "HF_TOKEN": "",
-                "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_DISABLE_XET": "1",
-                "NBMODELS_CHECKPOINT_INTERVAL": "0.1",
-                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            }
-            args: dict[str, Any] = {"num_cpus": 1, "env_vars": env}
-            if i == 0:
-                args["temp_dir"] = str(root / "ray")
-            node = made.add_node(**args)
-            caches[node.node_id] = home / "hf" / "hub"
-        made.wait_for_nodes()
-        ray.init(address=made.address, logging_level="WARNING", log_to_driver=False)
+    env = {"HF_TOKEN": "", "HF_HUB_DISABLE_XET": "1", "NBMODELS_CHECKPOINT_INTERVAL": "0.1"}
+    with local_cluster(NODES, root, env) as (ray, caches):
         yield LocalCluster(ray, caches)
-    finally:
-        ray.shutdown()
-        try:
-            made.shutdown()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
